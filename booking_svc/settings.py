@@ -1,0 +1,16 @@
+"""Settings of the booking service, read from TICKETING_* variables (see CONTRIBUTING.md)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from ticketing_common.settings import BaseSettings
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class BookingSettings(BaseSettings):
+    database_url: str
+    redis_url: str
+    stripe_api_base: str
+    stripe_api_key: str
+    stripe_webhook_secret: str

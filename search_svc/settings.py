@@ -1,0 +1,12 @@
+"""Settings of the search service, read from TICKETING_* variables (see CONTRIBUTING.md)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from ticketing_common.settings import BaseSettings
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SearchSettings(BaseSettings):
+    search_url: str

@@ -1,0 +1,206 @@
+"""The shared bootstrap as a client sees it: health, reflection with docs, error mapping,
+configuration errors and graceful shutdown, on real gRPC servers."""
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import grpc
+import pytest
+from google.rpc import error_details_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_status import rpc_status
+from ticketing.catalog.v1 import catalog_pb2, catalog_pb2_grpc
+
+from catalog_svc.server import create_server as create_catalog
+from catalog_svc.settings import CatalogSettings
+from ticketing_common.errors import NotFound, Reason
+from ticketing_common.server import ServiceBinding, build_server
+from ticketing_common.settings import BaseSettings
+
+ROOT = Path(__file__).resolve().parents[2]
+GRPCURL = str(Path(sys.executable).parent / "grpcurl")
+
+
+def _error_info(exc: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo:
+    status = rpc_status.from_call(exc)
+    assert status is not None, "no grpc-status-details-bin trailer"
+    info = error_details_pb2.ErrorInfo()
+    assert status.details[0].Unpack(info)
+    return info
+
+
+@pytest.fixture
+async def catalog():
+    settings = CatalogSettings(database_url="postgresql://unused", redis_url="redis://unused")
+    server = await create_catalog(settings)
+    await server.start()
+    yield server
+    await server.stop(0)
+
+
+async def test_health_reports_serving_for_the_process_and_its_service(catalog):
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{catalog.port}") as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        for name in ("", "ticketing.catalog.v1.CatalogService"):
+            reply = await stub.Check(health_pb2.HealthCheckRequest(service=name))
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+async def test_unimplemented_method_answers_unimplemented_with_reason(catalog):
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{catalog.port}") as channel:
+        stub = catalog_pb2_grpc.CatalogServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.ListEvents(catalog_pb2.ListEventsRequest())
+    assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert _error_info(err.value).reason == "NOT_IMPLEMENTED"
+
+
+async def test_reflection_lists_the_mesh_and_describes_with_comments(catalog):
+    target = f"127.0.0.1:{catalog.port}"
+    listed = await asyncio.to_thread(
+        subprocess.run, [GRPCURL, "-plaintext", target, "list"], capture_output=True, text=True
+    )
+    assert listed.returncode == 0, listed.stderr
+    for name in ("Catalog", "Search", "Booking", "Queue"):
+        assert f"ticketing.{name.lower()}.v1.{name}Service" in listed.stdout.split()
+    described = await asyncio.to_thread(
+        subprocess.run,
+        [GRPCURL, "-plaintext", target, "describe", "ticketing.booking.v1.PaymentDetails"],
+        capture_output=True,
+        text=True,
+    )
+    assert described.returncode == 0, described.stderr
+    assert "A Stripe PaymentMethod id" in described.stdout
+
+
+async def test_health_answers_for_a_peer_and_reports_a_dead_peer_not_serving(catalog):
+    settings = BaseSettings(
+        peers={
+            "ticketing.catalog.v1.CatalogService": f"127.0.0.1:{catalog.port}",
+            "ticketing.booking.v1.BookingService": "127.0.0.1:1",
+        }
+    )
+    front = build_server(settings, [])
+    await front.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{front.port}") as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            alive = await stub.Check(
+                health_pb2.HealthCheckRequest(service="ticketing.catalog.v1.CatalogService")
+            )
+            dead = await stub.Check(
+                health_pb2.HealthCheckRequest(service="ticketing.booking.v1.BookingService")
+            )
+    finally:
+        await front.stop(0)
+    assert alive.status == health_pb2.HealthCheckResponse.SERVING
+    assert dead.status == health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+class _FailingCatalog(catalog_pb2_grpc.CatalogServiceServicer):
+    async def GetEvent(self, request, context):
+        raise NotFound(
+            f"no event {request.event_id}",
+            reason=Reason.EVENT_NOT_FOUND,
+            metadata={"event_id": request.event_id},
+        )
+
+    async def ListEvents(self, request, context):
+        raise RuntimeError("a bug")
+
+
+async def test_domain_errors_become_status_with_error_info_and_bugs_become_internal():
+    servicer = _FailingCatalog()
+    server = build_server(
+        BaseSettings(),
+        [
+            ServiceBinding(
+                "ticketing.catalog.v1.CatalogService",
+                lambda s: catalog_pb2_grpc.add_CatalogServiceServicer_to_server(servicer, s),
+            )
+        ],
+    )
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            stub = catalog_pb2_grpc.CatalogServiceStub(channel)
+            with pytest.raises(grpc.aio.AioRpcError) as not_found:
+                await stub.GetEvent(catalog_pb2.GetEventRequest(event_id="e1"))
+            with pytest.raises(grpc.aio.AioRpcError) as internal:
+                await stub.ListEvents(catalog_pb2.ListEventsRequest())
+            # The service is still up after a bug.
+            reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
+    finally:
+        await server.stop(0)
+    assert not_found.value.code() == grpc.StatusCode.NOT_FOUND
+    info = _error_info(not_found.value)
+    assert (info.reason, info.domain, dict(info.metadata)) == (
+        "EVENT_NOT_FOUND",
+        "ticketing.dev",
+        {"event_id": "e1"},
+    )
+    assert internal.value.code() == grpc.StatusCode.INTERNAL
+    assert "a bug" not in (internal.value.details() or "")
+    assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TICKETING_")}
+    env.update(extra)
+    return env
+
+
+def test_missing_configuration_exits_2_naming_the_variable():
+    result = subprocess.run(
+        [sys.executable, "-m", "booking_svc"],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert result.returncode == 2
+    assert "TICKETING_DATABASE_URL is required" in result.stderr
+    assert "TICKETING_STRIPE_API_KEY is required" in result.stderr
+
+
+def test_sigterm_turns_not_serving_then_exits_cleanly():
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "queue_svc"],
+        env=_env(
+            TICKETING_LISTEN=f"127.0.0.1:{port}",
+            TICKETING_DATABASE_URL="postgresql://x",
+            TICKETING_REDIS_URL="redis://x",
+        ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=ROOT,
+    )
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            grpc.channel_ready_future(channel).result(timeout=30)
+            stub = health_pb2_grpc.HealthStub(channel)
+            watch = stub.Watch(health_pb2.HealthCheckRequest(service=""))
+            assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
+            proc.send_signal(signal.SIGTERM)
+            started = time.monotonic()
+            assert next(watch).status == health_pb2.HealthCheckResponse.NOT_SERVING
+        assert proc.wait(timeout=30) == 0
+        assert time.monotonic() - started < 30
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    output = proc.stdout.read()
+    assert '"message": "queue_svc stopping' in output
+    assert '"message": "queue_svc stopped"' in output

@@ -1,0 +1,61 @@
+import dataclasses
+
+import pytest
+
+from ticketing_common.settings import BaseSettings, SettingsError, load
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class _Example(BaseSettings):
+    database_url: str
+    redis_url: str
+    pool_size: int = 10
+    debug: bool = False
+
+
+def test_reads_typed_values_from_prefixed_variables():
+    settings = load(
+        _Example,
+        {
+            "TICKETING_DATABASE_URL": "postgresql://db",
+            "TICKETING_REDIS_URL": "redis://r",
+            "TICKETING_POOL_SIZE": "32",
+            "TICKETING_DEBUG": "yes",
+            "TICKETING_PEERS": "a.B=127.0.0.1:1, c.D=127.0.0.1:2",
+        },
+    )
+    assert settings.pool_size == 32
+    assert settings.debug is True
+    assert settings.peers == {"a.B": "127.0.0.1:1", "c.D": "127.0.0.1:2"}
+    assert settings.listen == "127.0.0.1:0"
+
+
+def test_names_every_missing_variable_at_once():
+    with pytest.raises(SettingsError) as err:
+        load(_Example, {})
+    assert "TICKETING_DATABASE_URL is required" in str(err.value)
+    assert "TICKETING_REDIS_URL is required" in str(err.value)
+
+
+def test_rejects_a_malformed_value_with_its_name():
+    with pytest.raises(SettingsError, match="TICKETING_POOL_SIZE='many' is invalid"):
+        load(
+            _Example,
+            {
+                "TICKETING_DATABASE_URL": "x",
+                "TICKETING_REDIS_URL": "y",
+                "TICKETING_POOL_SIZE": "many",
+            },
+        )
+
+
+def test_rejects_malformed_peer_list():
+    with pytest.raises(SettingsError, match="TICKETING_PEERS"):
+        load(
+            _Example,
+            {
+                "TICKETING_DATABASE_URL": "x",
+                "TICKETING_REDIS_URL": "y",
+                "TICKETING_PEERS": "no-equals-sign",
+            },
+        )

@@ -1,0 +1,138 @@
+"""The one place where domain errors become gRPC statuses.
+
+Every service installs ``ServiceInterceptor``. Around each call it
+- takes the request id from ``x-request-id`` (Envoy sets it; a direct caller may too) or makes
+  one, and the caller from the gateway's identity headers, for the logs;
+- turns a ``DomainError`` into its canonical status with a ``google.rpc.ErrorInfo`` (reason,
+  domain, metadata) in ``grpc-status-details-bin``, which Envoy's transcoder renders as JSON with
+  the matching HTTP code;
+- turns ``NotImplementedError`` into UNIMPLEMENTED and any other exception into INTERNAL
+  (logged with its traceback), so nothing a client sends can crash a service.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from ticketing_common.errors import ERROR_DOMAIN, DomainError, Kind, Reason
+from ticketing_common.identity import REQUEST_ID_HEADER, USER_HEADER
+from ticketing_common.logs import request_id_var, user_id_var
+
+log = logging.getLogger("ticketing.rpc")
+
+_CODES: dict[Kind, int] = {kind: getattr(code_pb2, kind.value) for kind in Kind}
+_QUIET_METHOD_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
+
+
+def error_status(
+    kind: Kind, reason: str, message: str, metadata: dict[str, str] | None = None
+) -> Any:
+    """A grpc.Status carrying google.rpc.Status with an ErrorInfo detail."""
+    info = error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN, metadata=metadata or {})
+    detail = any_pb2.Any()
+    detail.Pack(info)
+    status = status_pb2.Status(code=_CODES[kind], message=message, details=[detail])
+    return rpc_status.to_status(status)
+
+
+def _status_for(exc: BaseException) -> Any:
+    if isinstance(exc, DomainError):
+        return error_status(exc.kind, exc.reason.value, exc.message, exc.metadata)
+    if isinstance(exc, NotImplementedError):
+        return error_status(
+            Kind.UNIMPLEMENTED, Reason.NOT_IMPLEMENTED.value, "method not implemented yet"
+        )
+    return None
+
+
+async def _abort(context: grpc.aio.ServicerContext, exc: BaseException, method: str) -> None:
+    status = _status_for(exc)
+    if status is None:
+        log.exception("unhandled error in %s", method)
+        await context.abort(grpc.StatusCode.INTERNAL, "internal error; it has been logged")
+    else:
+        level = logging.WARNING if status.code == grpc.StatusCode.INTERNAL else logging.INFO
+        log.log(level, "%s failed: %s %s", method, status.code.name, status.details)
+        await context.abort(status.code, status.details, status.trailing_metadata)
+
+
+def _enter(context: grpc.aio.ServicerContext) -> None:
+    metadata = dict((k, v) for k, v in (context.invocation_metadata() or ()) if isinstance(v, str))
+    request_id_var.set(metadata.get(REQUEST_ID_HEADER) or uuid.uuid4().hex)
+    user_id_var.set(metadata.get(USER_HEADER))
+
+
+def _wrap_unary(behavior: Callable[..., Any], method: str) -> Callable[..., Awaitable[Any]]:
+    async def handler(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        _enter(context)
+        started = time.perf_counter()
+        try:
+            result = behavior(request, context)
+            if inspect.isawaitable(result):
+                result = await result
+            return result
+        except grpc.aio.AbortError:
+            raise
+        except Exception as exc:
+            await _abort(context, exc, method)
+        finally:
+            if not method.startswith(_QUIET_METHOD_PREFIXES):
+                log.debug(
+                    "%s done", method, extra={"duration_ms": (time.perf_counter() - started) * 1e3}
+                )
+
+    return handler
+
+
+def _wrap_stream(behavior: Callable[..., Any], method: str) -> Callable[..., AsyncIterator[Any]]:
+    async def handler(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        _enter(context)
+        try:
+            result = behavior(request, context)
+            if inspect.isawaitable(result):
+                await result  # a handler that writes with context.write()
+                return
+            async for item in result:
+                yield item
+        except grpc.aio.AbortError:
+            raise
+        except Exception as exc:
+            await _abort(context, exc, method)
+
+    return handler
+
+
+class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return handler
+        method = handler_call_details.method
+        if handler.unary_unary:
+            return grpc.unary_unary_rpc_method_handler(
+                _wrap_unary(handler.unary_unary, method),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream:
+            return grpc.unary_stream_rpc_method_handler(
+                _wrap_stream(handler.unary_stream, method),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        # Client- and bidi-streaming methods (reflection) pass through untouched.
+        return handler

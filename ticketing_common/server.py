@@ -1,0 +1,189 @@
+"""Server bootstrap shared by every service: one way to build, run and stop a gRPC process.
+
+A service module exposes ``async def create_server(settings) -> ServiceServer`` built with
+``build_server``; its ``__main__`` calls ``run(component, SettingsClass, create_server)``.
+Tests call ``create_server`` with ``listen="127.0.0.1:0"`` and read ``server.port``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
+
+from ticketing_common import logs
+from ticketing_common.health import MeshHealthServicer
+from ticketing_common.interceptors import ServiceInterceptor
+from ticketing_common.reflection import DocumentedReflectionServicer
+from ticketing_common.settings import BaseSettings, SettingsError, load
+
+log = logging.getLogger("ticketing.server")
+
+# The public services of the mesh; reflection lists all of them on every service.
+PUBLIC_SERVICES = (
+    "ticketing.catalog.v1.CatalogService",
+    "ticketing.search.v1.SearchService",
+    "ticketing.booking.v1.BookingService",
+    "ticketing.queue.v1.QueueService",
+)
+
+MAX_MESSAGE_BYTES = 32 * 1024 * 1024
+
+S = TypeVar("S", bound=BaseSettings)
+Cleanup = Callable[[], Awaitable[None]]
+
+
+@dataclasses.dataclass
+class ServiceBinding:
+    """A servicer to register: its full service name and the generated add_*_to_server."""
+
+    name: str
+    register: Callable[[grpc.aio.Server], None]
+
+
+@dataclasses.dataclass
+class ServiceServer:
+    server: grpc.aio.Server
+    port: int
+    health: MeshHealthServicer
+    service_names: list[str]
+    cleanups: list[Cleanup] = dataclasses.field(default_factory=list)
+    # Long-running jobs (the CDC loop, the queue's admitter) started and stopped with the server.
+    background: list[Callable[[], Awaitable[None]]] = dataclasses.field(default_factory=list)
+    _tasks: list[asyncio.Task[None]] = dataclasses.field(default_factory=list)
+
+    async def start(self) -> None:
+        await self.server.start()
+        for job in self.background:
+            self._tasks.append(asyncio.create_task(_guard(job), name=getattr(job, "__name__", "")))
+        for name in ["", *self.service_names]:
+            await self.health.set_own(name, health_pb2.HealthCheckResponse.SERVING)
+
+    async def stop(self, grace: float) -> None:
+        """NOT_SERVING first so balancers move away, then drain in-flight calls, then close."""
+        await self.health.enter_graceful_shutdown()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self.server.stop(grace)
+        await self.health.close()
+        for cleanup in reversed(self.cleanups):
+            try:
+                await cleanup()
+            except Exception:
+                log.exception("cleanup failed")
+
+
+async def _guard(job: Callable[[], Awaitable[None]]) -> None:
+    """Run a background job; if it crashes, log and restart it after a pause."""
+    while True:
+        try:
+            await job()
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("background job %s crashed; restarting in 1 s", job)
+            await asyncio.sleep(1)
+
+
+def build_server(
+    settings: BaseSettings,
+    bindings: Sequence[ServiceBinding],
+    *,
+    cleanups: Sequence[Cleanup] = (),
+    background: Sequence[Callable[[], Awaitable[None]]] = (),
+) -> ServiceServer:
+    server = grpc.aio.server(
+        interceptors=[ServiceInterceptor()],
+        options=[
+            ("grpc.so_reuseport", 1),
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+        ],
+    )
+    for binding in bindings:
+        binding.register(server)
+    own_names = [b.name for b in bindings]
+    peers = {name: addr for name, addr in settings.peers.items() if name not in own_names}
+    health = MeshHealthServicer(peers)
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    reflection_names = [
+        *PUBLIC_SERVICES,
+        health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+        reflection.SERVICE_NAME,
+    ]
+    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
+        DocumentedReflectionServicer(reflection_names), server
+    )
+    try:
+        port = server.add_insecure_port(settings.listen)
+    except RuntimeError as exc:
+        raise SettingsError(f"cannot listen on {settings.listen}: {exc}") from exc
+    return ServiceServer(
+        server=server,
+        port=port,
+        health=health,
+        service_names=own_names,
+        cleanups=list(cleanups),
+        background=list(background),
+    )
+
+
+async def serve(server: ServiceServer, settings: BaseSettings, component: str) -> None:
+    """Start, log the port, run until SIGTERM/SIGINT, then stop gracefully."""
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
+    await server.start()
+    log.info(
+        "%s serving",
+        component,
+        extra={"port": server.port, "listen": settings.listen, "services": server.service_names},
+    )
+    await stopping.wait()
+    log.info(
+        "%s stopping: NOT_SERVING, draining for up to %.1f s",
+        component,
+        settings.shutdown_grace_seconds,
+    )
+    await server.stop(settings.shutdown_grace_seconds)
+    log.info("%s stopped", component)
+
+
+def run(
+    component: str,
+    settings_cls: type[S],
+    create_server: Callable[[S], Awaitable[ServiceServer]],
+) -> None:
+    """The body of every service's ``__main__``."""
+    try:
+        settings = load(settings_cls)
+    except SettingsError as exc:
+        print(f"{component}: configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    logs.configure(component, settings.log_level)
+
+    async def main() -> None:
+        try:
+            server = await create_server(settings)
+        except SettingsError as exc:
+            log.error("%s cannot start: %s", component, exc)
+            raise SystemExit(2) from None
+        await serve(server, settings, component)
+
+    asyncio.run(main())

@@ -1,0 +1,105 @@
+"""Typed settings read once from the environment.
+
+Each process declares a frozen dataclass whose fields name its variables: field ``database_url``
+is read from ``TICKETING_DATABASE_URL``. A field without a default is required. Values are
+converted to the field's type (str, int, float, bool, tuple[str, ...], dict[str, str]).
+``load(cls)`` collects every problem before failing, so an operator fixes them all at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+PREFIX = "TICKETING_"
+
+T = TypeVar("T")
+
+
+class SettingsError(Exception):
+    """The environment does not describe a runnable process; the message says what to fix."""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class BaseSettings:
+    """What every gRPC process needs."""
+
+    listen: str = "127.0.0.1:0"
+    log_level: str = "INFO"
+    # full.Service.Name -> host:port of the other services of the mesh.
+    peers: dict[str, str] = dataclasses.field(default_factory=dict)
+    # Seconds a stopping server keeps serving in-flight calls.
+    shutdown_grace_seconds: float = 5.0
+
+
+def env_name(field_name: str) -> str:
+    return PREFIX + field_name.upper()
+
+
+def _convert(raw: str, annotation: Any) -> Any:
+    origin = typing.get_origin(annotation)
+    if annotation is str:
+        return raw
+    if annotation is bool:
+        lowered = raw.strip().lower()
+        if lowered in {"1", "true", "yes", "on"}:
+            return True
+        if lowered in {"0", "false", "no", "off", ""}:
+            return False
+        raise ValueError(f"expected true/false, got {raw!r}")
+    if annotation in (int, float):
+        return annotation(raw)
+    if origin is tuple:
+        return tuple(item.strip() for item in raw.split(",") if item.strip())
+    if origin is dict:
+        pairs: dict[str, str] = {}
+        for item in filter(None, (part.strip() for part in raw.split(","))):
+            key, sep, value = item.partition("=")
+            if not sep or not key or not value:
+                raise ValueError(f"expected key=value pairs separated by commas, got {item!r}")
+            pairs[key.strip()] = value.strip()
+        return pairs
+    if isinstance(annotation, types.UnionType) or origin is typing.Union:
+        inner = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return _convert(raw, inner[0])
+    raise TypeError(f"unsupported settings type {annotation!r}")
+
+
+def load(cls: type[T], environ: Mapping[str, str] | None = None) -> T:
+    """Build ``cls`` from the environment or raise SettingsError naming every problem."""
+    env = os.environ if environ is None else environ
+    hints = typing.get_type_hints(cls)
+    values: dict[str, Any] = {}
+    problems: list[str] = []
+    for field in dataclasses.fields(cls):  # type: ignore[arg-type]
+        name = env_name(field.name)
+        required = (
+            field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING
+        )
+        raw = env.get(name)
+        if raw is None or (required and not raw.strip()):
+            if required:
+                problems.append(f"{name} is required but not set")
+            continue
+        try:
+            values[field.name] = _convert(raw, hints[field.name])
+        except (ValueError, TypeError) as exc:
+            problems.append(f"{name}={raw!r} is invalid: {exc}")
+    if problems:
+        raise SettingsError(f"{cls.__name__}: " + "; ".join(problems))
+    settings = cls(**values)
+    validate = getattr(settings, "validate", None)
+    if validate is not None:
+        validate()
+    return settings
+
+
+def split_host_port(address: str) -> tuple[str, int]:
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise SettingsError(f"expected host:port, got {address!r}")
+    return host.strip("[]"), int(port)
