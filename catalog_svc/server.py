@@ -2,19 +2,32 @@
 
 from __future__ import annotations
 
-from ticketing.catalog.v1 import catalog_pb2, catalog_pb2_grpc
+from ticketing.catalog.v1 import catalog_pb2
 
+from catalog_svc.adapters.postgres import CatalogRepository
+from catalog_svc.service import EventPages
 from catalog_svc.servicer import CatalogServiceServicer
 from catalog_svc.settings import CatalogSettings
-from ticketing_common.server import ServiceBinding, ServiceServer, build_server
+from ticketing_common.db import open_pool
+from ticketing_common.redis_client import open_redis
+from ticketing_common.server import ServiceBinding, ServiceServer, build_server, generic_handler
 
-SERVICE_NAME = catalog_pb2.DESCRIPTOR.services_by_name["CatalogService"].full_name
+SERVICE = catalog_pb2.DESCRIPTOR.services_by_name["CatalogService"]
+SERVICE_NAME = SERVICE.full_name
 
 
 async def create_server(settings: CatalogSettings) -> ServiceServer:
-    servicer = CatalogServiceServicer()
+    pool = await open_pool(settings.database_url, max_size=settings.db_pool_size, name="catalog")
+    cache = open_redis(settings.redis_url)
+    pages = EventPages(CatalogRepository(pool), cache)
+    servicer = CatalogServiceServicer(CatalogRepository(pool), pages)
+    handler = generic_handler(SERVICE, servicer, raw_responses=("GetEvent",))
     binding = ServiceBinding(
-        SERVICE_NAME,
-        lambda server: catalog_pb2_grpc.add_CatalogServiceServicer_to_server(servicer, server),
+        SERVICE_NAME, lambda server: server.add_generic_rpc_handlers((handler,))
     )
-    return build_server(settings, [binding])
+
+    async def close() -> None:
+        await cache.aclose()
+        await pool.close()
+
+    return build_server(settings, [binding], cleanups=[close])

@@ -11,3 +11,4 @@ from ticketing_common.settings import BaseSettings
 class CatalogSettings(BaseSettings):
     database_url: str
     redis_url: str
+    db_pool_size: int = 20

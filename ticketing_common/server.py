@@ -14,9 +14,11 @@ import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import grpc
+from google.protobuf import message_factory
+from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
@@ -96,6 +98,40 @@ async def _guard(job: Callable[[], Awaitable[None]]) -> None:
         except Exception:
             log.exception("background job %s crashed; restarting in 1 s", job)
             await asyncio.sleep(1)
+
+
+def generic_handler(
+    service: ServiceDescriptor, servicer: object, *, raw_responses: Sequence[str] = ()
+) -> grpc.GenericRpcHandler:
+    """The handler the generated ``add_*_to_server`` would register, except that methods named
+    in ``raw_responses`` may return an already-serialized response (bytes) as well as a
+    message: a cached page is sent as stored, without a parse and a re-serialize."""
+    handlers: dict[str, grpc.RpcMethodHandler] = {}
+    for method in service.methods:
+        request_cls = message_factory.GetMessageClass(method.input_type)
+        response_cls = message_factory.GetMessageClass(method.output_type)
+        serialize: Callable[[Any], bytes] = response_cls.SerializeToString
+        if method.name in raw_responses:
+            serialize = _passthrough(serialize)
+        behavior = getattr(servicer, method.name)
+        make = (
+            grpc.unary_stream_rpc_method_handler
+            if method.server_streaming
+            else grpc.unary_unary_rpc_method_handler
+        )
+        handlers[method.name] = make(
+            behavior,
+            request_deserializer=request_cls.FromString,
+            response_serializer=serialize,
+        )
+    return grpc.method_handlers_generic_handler(service.full_name, handlers)
+
+
+def _passthrough(serialize: Callable[[Any], bytes]) -> Callable[[Any], bytes]:
+    def serializer(response: Any) -> bytes:
+        return response if isinstance(response, bytes) else serialize(response)
+
+    return serializer
 
 
 def build_server(

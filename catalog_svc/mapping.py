@@ -1,0 +1,248 @@
+"""Translation between catalog protos and domain objects, nothing else."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from google.protobuf import timestamp_pb2
+from ticketing.catalog.v1 import catalog_pb2
+from ticketing.common.v1 import common_pb2
+
+from catalog_svc.domain import (
+    Event,
+    Performer,
+    QueuePolicy,
+    Row,
+    SeatMap,
+    Section,
+    Ticket,
+    TicketSummary,
+    Venue,
+    parse_id,
+)
+from ticketing_common.errors import InvalidArgument
+
+EVENT_TYPE_TO_PROTO = {
+    "concert": catalog_pb2.EVENT_TYPE_CONCERT,
+    "sports": catalog_pb2.EVENT_TYPE_SPORTS,
+    "theater": catalog_pb2.EVENT_TYPE_THEATER,
+    "comedy": catalog_pb2.EVENT_TYPE_COMEDY,
+    "festival": catalog_pb2.EVENT_TYPE_FESTIVAL,
+    "family": catalog_pb2.EVENT_TYPE_FAMILY,
+    "conference": catalog_pb2.EVENT_TYPE_CONFERENCE,
+}
+EVENT_TYPE_FROM_PROTO = {v: k for k, v in EVENT_TYPE_TO_PROTO.items()}
+STATUS_TO_PROTO = {
+    "available": catalog_pb2.TICKET_STATUS_AVAILABLE,
+    "held": catalog_pb2.TICKET_STATUS_HELD,
+    "booked": catalog_pb2.TICKET_STATUS_BOOKED,
+}
+STATUS_FROM_PROTO = {v: k for k, v in STATUS_TO_PROTO.items()}
+
+
+def timestamp(value: dt.datetime | None) -> timestamp_pb2.Timestamp | None:
+    if value is None:
+        return None
+    ts = timestamp_pb2.Timestamp()
+    ts.FromDatetime(value)
+    return ts
+
+
+def from_timestamp(ts: timestamp_pb2.Timestamp, field: str) -> dt.datetime:
+    if ts.seconds == 0 and ts.nanos == 0:
+        raise InvalidArgument(f"{field} is required", metadata={"field": field})
+    return ts.ToDatetime(tzinfo=dt.UTC)
+
+
+def money(amount_minor: int, currency: str) -> common_pb2.Money:
+    return common_pb2.Money(currency_code=currency, amount_minor=amount_minor)
+
+
+# --- to proto --------------------------------------------------------------------------------
+
+
+def venue_to_proto(venue: Venue) -> catalog_pb2.Venue:
+    return catalog_pb2.Venue(
+        id=venue.id,
+        name=venue.name,
+        address=venue.address,
+        city=venue.city,
+        region=venue.region,
+        country_code=venue.country_code,
+        location=common_pb2.GeoPoint(latitude=venue.latitude, longitude=venue.longitude),
+        time_zone=venue.time_zone,
+        seat_map=catalog_pb2.SeatMap(
+            sections=[
+                catalog_pb2.Section(
+                    name=s.name,
+                    price_tier=s.price_tier,
+                    rows=[catalog_pb2.Row(label=r.label, seat_count=r.seats) for r in s.rows],
+                )
+                for s in venue.seat_map.sections
+            ]
+        ),
+        capacity=venue.capacity,
+        create_time=timestamp(venue.create_time),
+        update_time=timestamp(venue.update_time),
+    )
+
+
+def performer_to_proto(performer: Performer) -> catalog_pb2.Performer:
+    return catalog_pb2.Performer(
+        id=performer.id,
+        name=performer.name,
+        description=performer.description,
+        genre=performer.genre,
+        create_time=timestamp(performer.create_time),
+        update_time=timestamp(performer.update_time),
+    )
+
+
+def summary_to_proto(summary: TicketSummary, currency: str) -> catalog_pb2.TicketSummary:
+    proto = catalog_pb2.TicketSummary(
+        total=summary.total,
+        available=summary.available,
+        held=summary.held,
+        booked=summary.booked,
+        sold_out=summary.sold_out,
+    )
+    if summary.min_available_price_minor is not None:
+        proto.min_available_price.CopyFrom(money(summary.min_available_price_minor, currency))
+    return proto
+
+
+def event_to_proto(
+    event: Event,
+    *,
+    venue: Venue | None = None,
+    performer: Performer | None = None,
+    summary: TicketSummary | None = None,
+    tickets: list[Ticket] | None = None,
+    etag: str = "",
+) -> catalog_pb2.Event:
+    q = event.queue_policy
+    proto = catalog_pb2.Event(
+        id=event.id,
+        name=event.name,
+        description=event.description,
+        type=EVENT_TYPE_TO_PROTO[event.type],
+        venue_id=event.venue_id,
+        performer_id=event.performer_id,
+        start_time=timestamp(event.start_time),
+        end_time=timestamp(event.end_time),
+        on_sale_time=timestamp(event.on_sale_time),
+        queue_policy=catalog_pb2.QueuePolicy(
+            enabled=q.enabled,
+            admission_rate_per_minute=q.admission_rate_per_minute,
+            max_active_users=q.max_active_users,
+            admission_ttl_seconds=q.admission_ttl_seconds,
+        ),
+        max_tickets_per_user=event.max_tickets_per_user,
+        currency_code=event.currency,
+        create_time=timestamp(event.create_time),
+        update_time=timestamp(event.update_time),
+        etag=etag,
+    )
+    if venue is not None:
+        proto.venue.CopyFrom(venue_to_proto(venue))
+    if performer is not None:
+        proto.performer.CopyFrom(performer_to_proto(performer))
+    if summary is not None:
+        proto.ticket_summary.CopyFrom(summary_to_proto(summary, event.currency))
+    if tickets:
+        add = proto.tickets.add
+        currency = event.currency
+        for t in tickets:
+            add(
+                id=t.id,
+                event_id=event.id,
+                section=t.section,
+                row=t.row,
+                seat=t.seat,
+                price=common_pb2.Money(currency_code=currency, amount_minor=t.price_minor),
+                status=STATUS_TO_PROTO[t.status],
+            )
+    return proto
+
+
+def ticket_to_proto(ticket: Ticket, event_id: str, currency: str) -> catalog_pb2.Ticket:
+    return catalog_pb2.Ticket(
+        id=ticket.id,
+        event_id=event_id,
+        section=ticket.section,
+        row=ticket.row,
+        seat=ticket.seat,
+        price=money(ticket.price_minor, currency),
+        status=STATUS_TO_PROTO[ticket.status],
+    )
+
+
+# --- from proto ------------------------------------------------------------------------------
+
+
+def seat_map_from_proto(proto: catalog_pb2.SeatMap) -> SeatMap:
+    return SeatMap(
+        tuple(
+            Section(s.name, s.price_tier, tuple(Row(r.label, r.seat_count) for r in s.rows))
+            for s in proto.sections
+        )
+    )
+
+
+def venue_from_proto(proto: catalog_pb2.Venue, venue_id: str = "") -> Venue:
+    return Venue(
+        id=venue_id,
+        name=proto.name,
+        address=proto.address,
+        city=proto.city,
+        region=proto.region,
+        country_code=proto.country_code.upper(),
+        latitude=proto.location.latitude,
+        longitude=proto.location.longitude,
+        time_zone=proto.time_zone or "UTC",
+        seat_map=seat_map_from_proto(proto.seat_map),
+    )
+
+
+def performer_from_proto(proto: catalog_pb2.Performer, performer_id: str = "") -> Performer:
+    return Performer(
+        id=performer_id, name=proto.name, description=proto.description, genre=proto.genre
+    )
+
+
+def event_from_proto(proto: catalog_pb2.Event, event_id: str = "") -> Event:
+    if proto.type not in EVENT_TYPE_FROM_PROTO:
+        raise InvalidArgument("type is required", metadata={"field": "type"})
+    start = from_timestamp(proto.start_time, "start_time")
+    end = (
+        proto.end_time.ToDatetime(tzinfo=dt.UTC)
+        if proto.HasField("end_time")
+        else start + dt.timedelta(hours=3)
+    )
+    on_sale = (
+        proto.on_sale_time.ToDatetime(tzinfo=dt.UTC)
+        if proto.HasField("on_sale_time")
+        else dt.datetime.now(dt.UTC)
+    )
+    q = proto.queue_policy
+    defaults = QueuePolicy()
+    return Event(
+        id=event_id,
+        name=proto.name,
+        description=proto.description,
+        type=EVENT_TYPE_FROM_PROTO[proto.type],
+        venue_id=parse_id(proto.venue_id, "venue_id"),
+        performer_id=parse_id(proto.performer_id, "performer_id"),
+        start_time=start,
+        end_time=end,
+        on_sale_time=min(on_sale, start),
+        queue_policy=QueuePolicy(
+            enabled=q.enabled,
+            admission_rate_per_minute=q.admission_rate_per_minute
+            or defaults.admission_rate_per_minute,
+            max_active_users=q.max_active_users or defaults.max_active_users,
+            admission_ttl_seconds=q.admission_ttl_seconds or defaults.admission_ttl_seconds,
+        ),
+        max_tickets_per_user=proto.max_tickets_per_user or 8,
+        currency=(proto.currency_code or "USD").upper(),
+    )
