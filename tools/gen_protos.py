@@ -34,7 +34,12 @@ GOOGLEAPIS_FILES = (
     "google/api/http.proto",
     "google/api/field_behavior.proto",
     "google/api/httpbody.proto",
+    "google/rpc/status.proto",
+    "google/rpc/error_details.proto",
 )
+# Not imported by the contracts, but Envoy's transcoder needs their types in the descriptor set
+# to render an error's google.rpc.Status with its ErrorInfo as a JSON body.
+DESCRIPTOR_EXTRAS = ("google/rpc/status.proto", "google/rpc/error_details.proto")
 
 
 def _googleapis_root() -> Path:
@@ -92,23 +97,29 @@ def generate(force: bool = False) -> bool:
     GEN.mkdir(parents=True)
     _copy_third_party()
     rel_sources = [str(p.relative_to(PROTOS)) for p in sources]
-    args = [
-        "grpc_tools.protoc",
+    include = [
         f"--proto_path={PROTOS}",
         f"--proto_path={THIRD_PARTY}",
         f"--proto_path={_well_known_root()}",
+    ]
+    code = [
         f"--plugin=protoc-gen-mypy_grpc={_mypy_grpc_plugin()}",
         f"--python_out={GEN}",
         f"--pyi_out={GEN}",
         f"--grpc_python_out={GEN}",
         f"--mypy_grpc_out={GEN}",
+    ]
+    descriptors = [
         f"--descriptor_set_out={DESCRIPTOR_SET}",
         "--include_imports",
         "--include_source_info",
-        *rel_sources,
     ]
-    if protoc.main(args) != 0:
-        raise SystemExit("gen_protos: protoc failed (see the messages above)")
+    for args in (
+        [*include, *code, *rel_sources],
+        [*include, *descriptors, *rel_sources, *DESCRIPTOR_EXTRAS],
+    ):
+        if protoc.main(["grpc_tools.protoc", *args]) != 0:
+            raise SystemExit("gen_protos: protoc failed (see the messages above)")
     # Generated files import `ticketing.<domain>.v1`; make every level a regular package
     # so tools (mypy, pytest) resolve it the same way the interpreter does.
     for pkg_dir in {p.parent for p in GEN.joinpath("ticketing").rglob("*_pb2.py")}:

@@ -15,9 +15,8 @@ from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 from ticketing.catalog.v1 import catalog_pb2, catalog_pb2_grpc
+from ticketing.queue.v1 import queue_pb2, queue_pb2_grpc
 
-from catalog_svc.server import create_server as create_catalog
-from catalog_svc.settings import CatalogSettings
 from ticketing_common.errors import NotFound, Reason
 from ticketing_common.server import ServiceBinding, build_server
 from ticketing_common.settings import BaseSettings
@@ -35,33 +34,42 @@ def _error_info(exc: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo:
 
 
 @pytest.fixture
-async def catalog():
-    settings = CatalogSettings(database_url="postgresql://unused", redis_url="redis://unused")
-    server = await create_catalog(settings)
+async def skeleton():
+    """A server with a servicer that implements nothing yet, as every skeleton starts."""
+    servicer = queue_pb2_grpc.QueueServiceServicer()
+    server = build_server(
+        BaseSettings(),
+        [
+            ServiceBinding(
+                "ticketing.queue.v1.QueueService",
+                lambda s: queue_pb2_grpc.add_QueueServiceServicer_to_server(servicer, s),
+            )
+        ],
+    )
     await server.start()
     yield server
     await server.stop(0)
 
 
-async def test_health_reports_serving_for_the_process_and_its_service(catalog):
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{catalog.port}") as channel:
+async def test_health_reports_serving_for_the_process_and_its_service(skeleton):
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{skeleton.port}") as channel:
         stub = health_pb2_grpc.HealthStub(channel)
-        for name in ("", "ticketing.catalog.v1.CatalogService"):
+        for name in ("", "ticketing.queue.v1.QueueService"):
             reply = await stub.Check(health_pb2.HealthCheckRequest(service=name))
             assert reply.status == health_pb2.HealthCheckResponse.SERVING
 
 
-async def test_unimplemented_method_answers_unimplemented_with_reason(catalog):
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{catalog.port}") as channel:
-        stub = catalog_pb2_grpc.CatalogServiceStub(channel)
+async def test_unimplemented_method_answers_unimplemented_with_reason(skeleton):
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{skeleton.port}") as channel:
+        stub = queue_pb2_grpc.QueueServiceStub(channel)
         with pytest.raises(grpc.aio.AioRpcError) as err:
-            await stub.ListEvents(catalog_pb2.ListEventsRequest())
+            await stub.GetQueueStats(queue_pb2.GetQueueStatsRequest(event_id="e"))
     assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
     assert _error_info(err.value).reason == "NOT_IMPLEMENTED"
 
 
-async def test_reflection_lists_the_mesh_and_describes_with_comments(catalog):
-    target = f"127.0.0.1:{catalog.port}"
+async def test_reflection_lists_the_mesh_and_describes_with_comments(skeleton):
+    target = f"127.0.0.1:{skeleton.port}"
     listed = await asyncio.to_thread(
         subprocess.run, [GRPCURL, "-plaintext", target, "list"], capture_output=True, text=True
     )
@@ -78,10 +86,10 @@ async def test_reflection_lists_the_mesh_and_describes_with_comments(catalog):
     assert "A Stripe PaymentMethod id" in described.stdout
 
 
-async def test_health_answers_for_a_peer_and_reports_a_dead_peer_not_serving(catalog):
+async def test_health_answers_for_a_peer_and_reports_a_dead_peer_not_serving(skeleton):
     settings = BaseSettings(
         peers={
-            "ticketing.catalog.v1.CatalogService": f"127.0.0.1:{catalog.port}",
+            "ticketing.queue.v1.QueueService": f"127.0.0.1:{skeleton.port}",
             "ticketing.booking.v1.BookingService": "127.0.0.1:1",
         }
     )
@@ -91,7 +99,7 @@ async def test_health_answers_for_a_peer_and_reports_a_dead_peer_not_serving(cat
         async with grpc.aio.insecure_channel(f"127.0.0.1:{front.port}") as channel:
             stub = health_pb2_grpc.HealthStub(channel)
             alive = await stub.Check(
-                health_pb2.HealthCheckRequest(service="ticketing.catalog.v1.CatalogService")
+                health_pb2.HealthCheckRequest(service="ticketing.queue.v1.QueueService")
             )
             dead = await stub.Check(
                 health_pb2.HealthCheckRequest(service="ticketing.booking.v1.BookingService")

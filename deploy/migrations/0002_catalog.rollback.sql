@@ -1,0 +1,5 @@
+DROP TABLE events;
+
+DROP TABLE performers;
+
+DROP TABLE venues;

@@ -1,0 +1,1 @@
+DROP PUBLICATION ticketing_search;

@@ -1,0 +1,17 @@
+-- The logical replication publication the CDC worker (cdc_worker/) reads to keep the search
+-- index in step with the catalog.
+--
+-- Replica identity stays DEFAULT (the primary key) on all four tables:
+--   * inserts and updates carry the whole new row, which is all the index needs: the
+--     document id is the row id and the LSN its external version;
+--   * deletes carry the primary key, and deleting a document needs nothing else;
+--   * FULL would log every old row in full on each update, and tickets change on every
+--     hold, so the WAL on the busiest path would roughly double for nothing the worker reads.
+-- The one catch: an UPDATE that leaves a TOASTed value (a large seat_map or description)
+-- untouched sends that column as "unchanged" (pgoutput 'u') instead of its value. The worker
+-- must keep the indexed value (partial update) or re-read the row, never index it as empty.
+--
+-- Published operations are the default (insert, update, delete, truncate): a demo reset
+-- (TRUNCATE) reaches the worker as well, and it should clear the index.
+-- Bookings and payments are not published: they are not searchable and hold personal data.
+CREATE PUBLICATION ticketing_search FOR TABLE venues, performers, events, tickets;

