@@ -14,3 +14,8 @@ class BookingSettings(BaseSettings):
     stripe_api_base: str
     stripe_api_key: str
     stripe_webhook_secret: str
+    # Signs the waiting queue's admissions; shared with queue_svc only.
+    admission_key: str
+    db_pool_size: int = 30
+    # How long a reservation holds its seats (the seed design's 10 minutes).
+    hold_seconds: int = 600

@@ -15,7 +15,7 @@ from . import gateway, probes
 from .ports import HOST
 from .postgres import Cluster
 from .proc import ProcessSpec
-from .state import StackConfig, StateDir, stripe_secrets
+from .state import StackConfig, StateDir, admission_key, stripe_secrets
 
 # gRPC service name -> stack component serving it.
 MESH = {
@@ -88,6 +88,7 @@ def service_env(config: StackConfig, state: StateDir, name: str) -> dict[str, st
         "TICKETING_STRIPE_API_BASE": config.stripe_api_base,
         "TICKETING_STRIPE_API_KEY": secrets.api_key,
         "TICKETING_STRIPE_WEBHOOK_SECRET": secrets.webhook_secret,
+        "TICKETING_ADMISSION_KEY": admission_key(state),
         "TICKETING_PEERS": peers,
         "TICKETING_STATE_DIR": str(state.root),
         "PYTHONUNBUFFERED": "1",

@@ -175,6 +175,18 @@ def stripe_secrets(state: StateDir) -> StripeSecrets:
     return found
 
 
+def admission_key(state: StateDir) -> str:
+    """The key the queue signs admissions with and booking verifies them with (HMAC),
+    generated on first use."""
+    path = state.keys / "admission.key"
+    if path.exists():
+        return path.read_text().strip()
+    key = secrets.token_hex(32)
+    state.keys.mkdir(parents=True, exist_ok=True)
+    write_private(path, key)
+    return key
+
+
 def write_private(path: Path, text: str | bytes) -> None:
     """Write a file readable by its owner only (created 0600, never wider)."""
     data = text.encode() if isinstance(text, str) else text

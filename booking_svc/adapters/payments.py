@@ -1,0 +1,99 @@
+"""Payments through Stripe's official SDK (PaymentIntents and refunds).
+
+Locally the SDK talks to the fake Stripe API of the stack (``TICKETING_STRIPE_API_BASE``); in
+production leave the base at Stripe's. The SDK is synchronous: calls run in a worker thread so
+the event loop keeps serving while a card is charged.
+
+Known gap of the local fake (localstripe 1.15): it ignores idempotency keys, so only real Stripe
+deduplicates a charge whose answer was lost. The booking flow never sends a second charge for a
+payment it has recorded, which covers retries of a confirm that got its answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import stripe
+
+from booking_svc.domain import PaymentOutcome, PaymentResult
+from ticketing_common.errors import Unavailable
+
+log = logging.getLogger("booking.payments")
+
+
+class StripePayments:
+    def __init__(self, api_key: str, api_base: str, *, timeout_seconds: float = 20.0) -> None:
+        self._client = stripe.StripeClient(
+            api_key,
+            base_addresses={"api": api_base},
+            max_network_retries=2,
+            http_client=stripe.RequestsClient(timeout=timeout_seconds),
+        )
+
+    async def charge(
+        self,
+        *,
+        amount_minor: int,
+        currency: str,
+        payment_method_id: str,
+        idempotency_key: str,
+        metadata: dict[str, str],
+    ) -> PaymentResult:
+        return await asyncio.to_thread(
+            self._charge, amount_minor, currency, payment_method_id, idempotency_key, metadata
+        )
+
+    def _charge(
+        self,
+        amount_minor: int,
+        currency: str,
+        payment_method_id: str,
+        idempotency_key: str,
+        metadata: dict[str, str],
+    ) -> PaymentResult:
+        try:
+            intent = self._client.v1.payment_intents.create(
+                params={
+                    "amount": amount_minor,
+                    "currency": currency.lower(),
+                    "payment_method": payment_method_id,
+                    "confirm": True,
+                    "metadata": metadata,
+                    "payment_method_types": ["card"],
+                },
+                options={"idempotency_key": idempotency_key},
+            )
+        except stripe.CardError as exc:
+            intent_id = None
+            if exc.error is not None and exc.error.payment_intent is not None:
+                intent_id = exc.error.payment_intent.id
+            return PaymentResult(PaymentOutcome.DECLINED, intent_id, exc.user_message or str(exc))
+        except stripe.InvalidRequestError as exc:
+            return PaymentResult(PaymentOutcome.DECLINED, None, exc.user_message or str(exc))
+        except stripe.StripeError as exc:
+            log.warning("payment provider error: %s", exc)
+            raise Unavailable("the payment provider is not reachable right now; retry") from exc
+        if intent.status == "succeeded":
+            return PaymentResult(PaymentOutcome.SUCCEEDED, intent.id)
+        reason = ""
+        if getattr(intent, "last_payment_error", None):
+            reason = intent.last_payment_error.message or ""
+        return PaymentResult(PaymentOutcome.DECLINED, intent.id, reason or intent.status)
+
+    async def refund(self, provider_payment_id: str, idempotency_key: str) -> str:
+        def run() -> str:
+            refund = self._client.v1.refunds.create(
+                params={"payment_intent": provider_payment_id},
+                options={"idempotency_key": idempotency_key},
+            )
+            return str(refund.id)
+
+        try:
+            return await asyncio.to_thread(run)
+        except stripe.StripeError as exc:
+            log.error("refund of %s failed: %s", provider_payment_id, exc)
+            raise Unavailable("the refund could not be issued yet; it will be retried") from exc
+
+    def verify_webhook(self, payload: bytes, signature: str, secret: str) -> stripe.Event:
+        return stripe.Webhook.construct_event(payload, signature, secret)

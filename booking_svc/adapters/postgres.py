@@ -1,0 +1,392 @@
+"""Booking's Postgres adapter: where every sale is decided.
+
+A hold is taken by one conditional UPDATE over rows locked ``FOR UPDATE SKIP LOCKED`` and
+re-checked with the schema's ``ticket_is_available``: two buyers racing for a seat cannot both
+match, and a buyer never waits behind another's lock during a surge (a locked seat is simply
+reported taken). Selling a held seat requires it to still be this buyer's hold for this
+booking, so a payment that outlived its hold can only end in a refund, never a double sale.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import psycopg
+from psycopg import AsyncConnection, errors
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from booking_svc.domain import HeldTicket, SaleWindow
+from ticketing_common.errors import Unavailable
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Hold:
+    ticket_id: str
+    price_minor: int
+    currency: str
+    hold_expire_time: dt.datetime
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class BookingRecord:
+    id: str
+    user_id: str
+    event_id: str
+    status: str
+    total_minor: int
+    currency: str
+    ticket_ids: list[str]
+    create_time: dt.datetime
+    confirm_time: dt.datetime | None
+    payment_id: str | None
+    provider_payment_id: str | None
+    payment_status: str | None
+    refund_id: str | None
+    failure_reason: str | None
+
+
+_BOOKING_SELECT = """
+    SELECT b.id::text, b.user_id, b.event_id::text, b.status, b.total_minor, b.currency,
+           coalesce(array_agg(bt.ticket_id::text ORDER BY bt.ticket_id)
+                    FILTER (WHERE bt.ticket_id IS NOT NULL), '{}'),
+           b.create_time, b.confirm_time,
+           p.id::text, p.provider_payment_id, p.status, p.refund_id, p.failure_reason
+    FROM bookings b
+    LEFT JOIN booking_tickets bt ON bt.booking_id = b.id
+    LEFT JOIN LATERAL (
+        SELECT * FROM payments WHERE booking_id = b.id ORDER BY create_time DESC LIMIT 1
+    ) p ON true
+"""
+_BOOKING_GROUP = (
+    " GROUP BY b.id, p.id, p.provider_payment_id, p.status, p.refund_id, p.failure_reason"
+)
+
+
+class _HoldLost(Exception):
+    def __init__(self, sold: int) -> None:
+        super().__init__(sold)
+        self.sold = sold
+
+
+def _record(row: Sequence[Any]) -> BookingRecord:
+    return BookingRecord(*row)
+
+
+class BookingRepository:
+    def __init__(self, pool: AsyncConnectionPool) -> None:
+        self._pool = pool
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[BookingTx]:
+        try:
+            async with self._pool.connection() as conn, conn.transaction():
+                yield BookingTx(conn)
+        except PoolTimeout as exc:
+            raise Unavailable("the booking database is not reachable right now") from exc
+        except (errors.LockNotAvailable, errors.QueryCanceled) as exc:
+            raise Unavailable("the booking database is too busy right now; retry") from exc
+        except psycopg.OperationalError as exc:
+            raise Unavailable("the booking database is not reachable right now") from exc
+
+    async def booking(self, booking_id: str) -> BookingRecord | None:
+        async with self.transaction() as tx:
+            return await tx.booking(booking_id)
+
+    async def bookings_of(
+        self, user_id: str, before: tuple[str, str] | None, limit: int
+    ) -> list[BookingRecord]:
+        clause, params = "b.user_id = %s", [user_id]
+        if before is not None:
+            clause += " AND (b.create_time, b.id) < (%s::timestamptz, %s::uuid)"
+            params.extend(before)
+        async with self.transaction() as tx:
+            cur = await tx.conn.execute(
+                f"{_BOOKING_SELECT} WHERE {clause} {_BOOKING_GROUP}"
+                " ORDER BY b.create_time DESC, b.id DESC LIMIT %s",
+                [*params, limit],
+            )
+            return [_record(r) for r in await cur.fetchall()]
+
+
+class BookingTx:
+    """Statements inside one transaction."""
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
+
+    async def sale_window(self, ticket_ids: Sequence[str]) -> tuple[list[str], SaleWindow | None]:
+        cur = await self.conn.execute(
+            """
+            SELECT t.event_id::text, e.on_sale_time, e.start_time, e.queue_enabled,
+                   e.max_tickets_per_user
+            FROM tickets t JOIN events e ON e.id = t.event_id
+            WHERE t.id = ANY(%s::uuid[])
+            """,
+            (list(ticket_ids),),
+        )
+        rows = await cur.fetchall()
+        if not rows:
+            return [], None
+        event_ids = [r[0] for r in rows]
+        first = rows[0]
+        return event_ids, SaleWindow(first[0], first[1], first[2], first[3], first[4])
+
+    async def serialize_user(self, user_id: str, event_id: str) -> None:
+        """Concurrent orders of one user for one event take turns, so the per-user cap
+        cannot be beaten by sending two orders at once."""
+        await self.conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"{user_id}|{event_id}",)
+        )
+
+    async def tickets_of_user(self, user_id: str, event_id: str, excluding: Sequence[str]) -> int:
+        cur = await self.conn.execute(
+            """
+            SELECT count(*) FROM tickets
+            WHERE event_id = %s AND NOT (id = ANY(%s::uuid[])) AND (
+                (status = 'held' AND holder_user_id = %s AND hold_expire_time > now())
+                OR (status = 'booked' AND booking_id IN (
+                    SELECT id FROM bookings WHERE user_id = %s AND event_id = %s
+                        AND status = 'confirmed')))
+            """,
+            (event_id, list(excluding), user_id, user_id, event_id),
+        )
+        row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    async def hold(
+        self, user_id: str, event_id: str, ticket_ids: Sequence[str], duration: dt.timedelta
+    ) -> list[Hold]:
+        """Hold every available ticket of ``ticket_ids`` for the user (a live hold of the same
+        user counts as available and keeps its expiry). The caller compares the count."""
+        cur = await self.conn.execute(
+            """
+            WITH claimable AS (
+                SELECT id FROM tickets
+                WHERE id = ANY(%(ids)s::uuid[]) AND event_id = %(event)s
+                  AND (ticket_is_available(status, hold_expire_time)
+                       OR (status = 'held' AND holder_user_id = %(user)s
+                           AND hold_expire_time > now()))
+                ORDER BY id
+                FOR UPDATE SKIP LOCKED
+            )
+            UPDATE tickets t SET
+                hold_expire_time = CASE
+                    WHEN t.status = 'held' AND t.holder_user_id = %(user)s
+                         AND t.hold_expire_time > now() THEN t.hold_expire_time
+                    ELSE now() + %(duration)s END,
+                booking_id = CASE
+                    WHEN t.status = 'held' AND t.holder_user_id = %(user)s
+                         AND t.hold_expire_time > now() THEN t.booking_id END,
+                status = 'held',
+                holder_user_id = %(user)s
+            FROM claimable c WHERE t.id = c.id
+            RETURNING t.id::text, t.price_minor, t.currency, t.hold_expire_time
+            """,
+            {
+                "ids": list(ticket_ids),
+                "event": event_id,
+                "user": user_id,
+                "duration": duration,
+            },
+        )
+        return [Hold(*r) for r in await cur.fetchall()]
+
+    async def release(self, user_id: str, ticket_ids: Sequence[str]) -> list[tuple[str, str]]:
+        """Give back the user's holds; returns (ticket id, event id) of what was released."""
+        cur = await self.conn.execute(
+            """
+            UPDATE tickets SET status = 'available', holder_user_id = NULL,
+                hold_expire_time = NULL, booking_id = NULL
+            WHERE id = ANY(%s::uuid[]) AND status = 'held' AND holder_user_id = %s
+            RETURNING id::text, event_id::text
+            """,
+            (list(ticket_ids), user_id),
+        )
+        return [(r[0], r[1]) for r in await cur.fetchall()]
+
+    async def held_tickets(self, ticket_ids: Sequence[str]) -> list[HeldTicket]:
+        cur = await self.conn.execute(
+            """
+            SELECT id::text, event_id::text, status, holder_user_id, hold_expire_time,
+                   price_minor, currency
+            FROM tickets WHERE id = ANY(%s::uuid[]) ORDER BY id FOR UPDATE
+            """,
+            (list(ticket_ids),),
+        )
+        return [HeldTicket(*r) for r in await cur.fetchall()]
+
+    async def booking_for_request(self, user_id: str, request_id: str) -> BookingRecord | None:
+        cur = await self.conn.execute(
+            f"{_BOOKING_SELECT} WHERE b.user_id = %s AND b.request_id = %s {_BOOKING_GROUP}",
+            (user_id, request_id),
+        )
+        row = await cur.fetchone()
+        return _record(row) if row else None
+
+    async def pending_booking_of(self, user_id: str, ticket_ids: Sequence[str]) -> str | None:
+        """The user's pending booking that already covers exactly these held tickets."""
+        cur = await self.conn.execute(
+            """
+            SELECT b.id::text FROM bookings b
+            WHERE b.user_id = %s AND b.status = 'pending'
+              AND (SELECT array_agg(ticket_id ORDER BY ticket_id) FROM booking_tickets
+                   WHERE booking_id = b.id) = (SELECT array_agg(x ORDER BY x)
+                                               FROM unnest(%s::uuid[]) x)
+            ORDER BY b.create_time DESC LIMIT 1
+            """,
+            (user_id, list(ticket_ids)),
+        )
+        row = await cur.fetchone()
+        return row[0] if row else None
+
+    async def create_booking(
+        self, user_id: str, event_id: str, tickets: Sequence[HeldTicket], request_id: str | None
+    ) -> str:
+        cur = await self.conn.execute(
+            """
+            INSERT INTO bookings (user_id, event_id, status, total_minor, currency, request_id)
+            VALUES (%s, %s, 'pending', %s, %s, %s) RETURNING id::text
+            """,
+            (
+                user_id,
+                event_id,
+                sum(t.price_minor for t in tickets),
+                tickets[0].currency,
+                request_id or None,
+            ),
+        )
+        row = await cur.fetchone()
+        assert row is not None
+        booking_id: str = row[0]
+        async with self.conn.cursor() as c:
+            await c.executemany(
+                "INSERT INTO booking_tickets (booking_id, ticket_id) VALUES (%s, %s)",
+                [(booking_id, t.id) for t in tickets],
+            )
+        await self.conn.execute(
+            "UPDATE tickets SET booking_id = %s WHERE id = ANY(%s::uuid[])",
+            (booking_id, [t.id for t in tickets]),
+        )
+        return booking_id
+
+    async def start_payment(
+        self, booking_id: str, idempotency_key: str, amount_minor: int, currency: str
+    ) -> tuple[str, str | None, str]:
+        """The payment row for this attempt: (payment id, provider id if known, status)."""
+        cur = await self.conn.execute(
+            """
+            INSERT INTO payments (booking_id, idempotency_key, amount_minor, currency, status)
+            VALUES (%s, %s, %s, %s, 'requires_action')
+            ON CONFLICT (idempotency_key) DO UPDATE SET idempotency_key = EXCLUDED.idempotency_key
+            RETURNING id::text, provider_payment_id, status
+            """,
+            (booking_id, idempotency_key, amount_minor, currency),
+        )
+        row = await cur.fetchone()
+        assert row is not None
+        return row[0], row[1], row[2]
+
+    async def record_payment(
+        self,
+        payment_id: str,
+        provider_payment_id: str | None,
+        status: str,
+        failure_reason: str = "",
+    ) -> None:
+        await self.conn.execute(
+            """
+            UPDATE payments SET provider_payment_id = coalesce(%s, provider_payment_id),
+                status = %s, failure_reason = nullif(%s, '')
+            WHERE id = %s
+            """,
+            (provider_payment_id, status, failure_reason, payment_id),
+        )
+
+    async def sell(self, booking_id: str) -> tuple[int, int, str | None]:
+        """Turn the booking's held tickets into sold ones if they are still its holds.
+        Returns (sold, wanted, event id); sold < wanted means the hold was lost."""
+        cur = await self.conn.execute(
+            """
+            SELECT b.user_id, b.event_id::text, b.status,
+                   (SELECT count(*) FROM booking_tickets WHERE booking_id = b.id)
+            FROM bookings b WHERE b.id = %s FOR UPDATE
+            """,
+            (booking_id,),
+        )
+        row = await cur.fetchone()
+        if row is None:
+            return 0, 0, None
+        user_id, event_id, status, wanted = row
+        if status == "confirmed":
+            return wanted, wanted, event_id
+        if status != "pending":
+            return 0, wanted, event_id
+        try:
+            async with self.conn.transaction():  # a savepoint: a partial sale is undone
+                cur = await self.conn.execute(
+                    """
+                    UPDATE tickets SET status = 'booked', hold_expire_time = NULL
+                    WHERE id IN (SELECT ticket_id FROM booking_tickets WHERE booking_id = %s)
+                      AND status = 'held' AND holder_user_id = %s AND booking_id = %s
+                    """,
+                    (booking_id, user_id, booking_id),
+                )
+                if cur.rowcount != wanted:
+                    raise _HoldLost(cur.rowcount)
+        except _HoldLost as lost:
+            return lost.sold, wanted, event_id
+        await self.conn.execute(
+            "UPDATE bookings SET status = 'confirmed', confirm_time = now() WHERE id = %s",
+            (booking_id,),
+        )
+        return wanted, wanted, event_id
+
+    async def mark_refunded(self, booking_id: str, payment_id: str, refund_id: str) -> list[str]:
+        """After a lost hold: the booking is refunded and any seat it still holds goes back."""
+        await self.conn.execute(
+            "UPDATE payments SET status = 'refunded', refund_id = %s WHERE id = %s",
+            (refund_id, payment_id),
+        )
+        await self.conn.execute(
+            "UPDATE bookings SET status = 'refunded', confirm_time = coalesce(confirm_time, now())"
+            " WHERE id = %s",
+            (booking_id,),
+        )
+        cur = await self.conn.execute(
+            """
+            UPDATE tickets SET status = 'available', holder_user_id = NULL,
+                hold_expire_time = NULL, booking_id = NULL
+            WHERE booking_id = %s AND status = 'held' RETURNING id::text
+            """,
+            (booking_id,),
+        )
+        return [r[0] for r in await cur.fetchall()]
+
+    async def payment_by_provider_id(self, provider_payment_id: str) -> tuple[str, str, str] | None:
+        cur = await self.conn.execute(
+            "SELECT id::text, booking_id::text, status FROM payments"
+            " WHERE provider_payment_id = %s",
+            (provider_payment_id,),
+        )
+        row = await cur.fetchone()
+        return (row[0], row[1], row[2]) if row else None
+
+    async def payment_by_booking(self, booking_id: str) -> tuple[str, str | None, str] | None:
+        cur = await self.conn.execute(
+            "SELECT id::text, provider_payment_id, status FROM payments WHERE booking_id = %s"
+            " ORDER BY create_time DESC LIMIT 1",
+            (booking_id,),
+        )
+        row = await cur.fetchone()
+        return (row[0], row[1], row[2]) if row else None
+
+    async def booking(self, booking_id: str) -> BookingRecord | None:
+        cur = await self.conn.execute(
+            f"{_BOOKING_SELECT} WHERE b.id = %s {_BOOKING_GROUP}", (booking_id,)
+        )
+        row = await cur.fetchone()
+        return _record(row) if row else None

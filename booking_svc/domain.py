@@ -1,0 +1,172 @@
+"""Booking rules, free of gRPC, SQL, Redis and Stripe.
+
+The one promise: a seat is never sold twice and a buyer is never charged without a ticket.
+Postgres enforces the first in the adapter's conditional update; the rules here decide what a
+request may ask for and what each outcome means for the buyer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import enum
+import uuid
+from collections.abc import Iterable, Sequence
+
+from ticketing_common.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    PermissionDenied,
+    Reason,
+    ResourceExhausted,
+)
+
+HOLD_DURATION = dt.timedelta(minutes=10)
+# However generous an event's per-user cap, one request holds at most this many seats.
+MAX_TICKETS_PER_ORDER = 10
+
+
+def ticket_ids(first: str, more: Iterable[str]) -> list[str]:
+    """The distinct ticket ids of a request, canonical, in the order given."""
+    seen: dict[str, None] = {}
+    for raw in [first, *more] if first else list(more):
+        try:
+            seen.setdefault(str(uuid.UUID(raw)), None)
+        except (ValueError, AttributeError, TypeError):
+            raise InvalidArgument(
+                f"ticket ids must be UUIDs, got {str(raw)[:64]!r}",
+                reason=Reason.MALFORMED_ID,
+                metadata={"field": "ticket_id"},
+            ) from None
+    if not seen:
+        raise InvalidArgument(
+            "name at least one ticket in ticket_id", metadata={"field": "ticket_id"}
+        )
+    if len(seen) > MAX_TICKETS_PER_ORDER:
+        raise ResourceExhausted(
+            f"at most {MAX_TICKETS_PER_ORDER} tickets per order",
+            reason=Reason.LIMIT_EXCEEDED,
+            metadata={"limit": str(MAX_TICKETS_PER_ORDER)},
+        )
+    return list(seen)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SaleWindow:
+    """What booking needs to know about the event a request is for."""
+
+    event_id: str
+    on_sale_time: dt.datetime
+    start_time: dt.datetime
+    queue_enabled: bool
+    max_tickets_per_user: int
+
+    def ensure_open(self, now: dt.datetime) -> None:
+        if now < self.on_sale_time:
+            raise FailedPrecondition(
+                f"tickets go on sale at {self.on_sale_time.isoformat()}",
+                reason=Reason.SALE_NOT_OPEN,
+                metadata={"on_sale_time": self.on_sale_time.isoformat()},
+            )
+        if now >= self.start_time:
+            raise FailedPrecondition(
+                "the event has started; sales are closed", reason=Reason.SALE_CLOSED
+            )
+
+    def ensure_within_limit(self, already_mine: int, requested_new: int) -> None:
+        """A user may hold or own at most max_tickets_per_user tickets of the event."""
+        if already_mine + requested_new > self.max_tickets_per_user:
+            raise ResourceExhausted(
+                f"at most {self.max_tickets_per_user} tickets per person for this event; "
+                f"you already hold or own {already_mine}",
+                reason=Reason.LIMIT_EXCEEDED,
+                metadata={"limit": str(self.max_tickets_per_user), "already": str(already_mine)},
+            )
+
+
+def single_event(event_ids: Sequence[str], wanted: int, found: int) -> str:
+    if found < wanted:
+        raise FailedPrecondition("one or more tickets do not exist", reason=Reason.TICKET_NOT_FOUND)
+    if len(set(event_ids)) != 1:
+        raise InvalidArgument(
+            "all tickets of one order must be for the same event", metadata={"field": "ticket_ids"}
+        )
+    return event_ids[0]
+
+
+def unavailable(ticket_ids_missing: Sequence[str]) -> FailedPrecondition:
+    return FailedPrecondition(
+        "some of these tickets were just taken by someone else",
+        reason=Reason.TICKET_UNAVAILABLE,
+        metadata={"ticket_ids": ",".join(ticket_ids_missing[:MAX_TICKETS_PER_ORDER])},
+    )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class HeldTicket:
+    """A ticket as confirm sees it before paying."""
+
+    id: str
+    event_id: str
+    status: str
+    holder_user_id: str | None
+    hold_expire_time: dt.datetime | None
+    price_minor: int
+    currency: str
+
+
+def ensure_payable(
+    user_id: str, tickets: Sequence[HeldTicket], wanted: int, now: dt.datetime
+) -> None:
+    """Only the holder pays, only for live holds. Someone else's hold is not revealed."""
+    if len(tickets) < wanted:
+        raise FailedPrecondition("one or more tickets do not exist", reason=Reason.TICKET_NOT_FOUND)
+    for ticket in tickets:
+        if ticket.holder_user_id != user_id or ticket.status != "held":
+            raise PermissionDenied(
+                "you do not hold this ticket; reserve it first",
+                reason=Reason.NOT_HOLDER,
+                metadata={"ticket_id": ticket.id},
+            )
+        if ticket.hold_expire_time is None or ticket.hold_expire_time <= now:
+            raise FailedPrecondition(
+                "your hold on this ticket has expired; reserve it again",
+                reason=Reason.HOLD_EXPIRED,
+                metadata={"ticket_id": ticket.id},
+            )
+    if len({t.currency for t in tickets}) != 1:
+        raise InvalidArgument("tickets priced in different currencies cannot share a payment")
+
+
+class PaymentOutcome(enum.Enum):
+    SUCCEEDED = "succeeded"
+    DECLINED = "declined"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PaymentResult:
+    outcome: PaymentOutcome
+    provider_payment_id: str | None
+    failure_reason: str = ""
+
+
+def payment_idempotency_key(booking_id: str, payment_method_id: str) -> str:
+    """One charge per booking and card: a retry reuses it, another card gets a new one."""
+    return f"booking-{booking_id}-{payment_method_id}"
+
+
+def declined(result: PaymentResult) -> FailedPrecondition:
+    return FailedPrecondition(
+        f"the payment was declined: {result.failure_reason or 'no reason given'}; "
+        "your hold is kept, try another card",
+        reason=Reason.PAYMENT_DECLINED,
+    )
+
+
+def refunded_after_lost_hold(refund_id: str) -> FailedPrecondition:
+    return FailedPrecondition(
+        "your hold ran out while paying and the tickets went to someone else; "
+        "the payment has been refunded in full",
+        reason=Reason.PAYMENT_REFUNDED,
+        metadata={"refund_id": refund_id},
+    )

@@ -1,0 +1,94 @@
+import datetime as dt
+import uuid
+
+import pytest
+
+from booking_svc.domain import (
+    MAX_TICKETS_PER_ORDER,
+    HeldTicket,
+    SaleWindow,
+    ensure_payable,
+    payment_idempotency_key,
+    single_event,
+    ticket_ids,
+)
+from ticketing_common.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    PermissionDenied,
+    ResourceExhausted,
+)
+
+NOW = dt.datetime(2026, 12, 1, 12, tzinfo=dt.UTC)
+A, B = str(uuid.uuid4()), str(uuid.uuid4())
+
+
+def test_ticket_ids_are_deduplicated_canonical_and_bounded():
+    assert ticket_ids(A.upper(), [B, A]) == [A, B]
+    assert ticket_ids("", [B]) == [B]
+    with pytest.raises(InvalidArgument) as err:
+        ticket_ids("seat-1", [])
+    assert err.value.reason == "MALFORMED_ID"
+    with pytest.raises(InvalidArgument):
+        ticket_ids("", [])
+    with pytest.raises(ResourceExhausted) as err:
+        ticket_ids("", [str(uuid.uuid4()) for _ in range(MAX_TICKETS_PER_ORDER + 1)])
+    assert err.value.reason == "LIMIT_EXCEEDED"
+
+
+def _window(**changes) -> SaleWindow:
+    base = dict(
+        event_id="e",
+        on_sale_time=NOW - dt.timedelta(days=1),
+        start_time=NOW + dt.timedelta(days=1),
+        queue_enabled=False,
+        max_tickets_per_user=4,
+    )
+    base.update(changes)
+    return SaleWindow(**base)
+
+
+def test_sales_open_at_on_sale_time_and_close_at_start():
+    _window().ensure_open(NOW)
+    with pytest.raises(FailedPrecondition) as err:
+        _window(on_sale_time=NOW + dt.timedelta(minutes=1)).ensure_open(NOW)
+    assert err.value.reason == "SALE_NOT_OPEN"
+    with pytest.raises(FailedPrecondition) as err:
+        _window(start_time=NOW).ensure_open(NOW)
+    assert err.value.reason == "SALE_CLOSED"
+
+
+def test_the_per_user_cap_counts_what_is_already_held_or_owned():
+    _window().ensure_within_limit(already_mine=2, requested_new=2)
+    with pytest.raises(ResourceExhausted) as err:
+        _window().ensure_within_limit(already_mine=3, requested_new=2)
+    assert err.value.metadata == {"limit": "4", "already": "3"}
+
+
+def test_an_order_is_for_one_event_of_existing_tickets():
+    assert single_event(["e1", "e1"], 2, 2) == "e1"
+    with pytest.raises(FailedPrecondition):
+        single_event(["e1"], 2, 1)
+    with pytest.raises(InvalidArgument):
+        single_event(["e1", "e2"], 2, 2)
+
+
+def _held(holder: str = "alice", expires: dt.datetime | None = None, status: str = "held"):
+    return HeldTicket(A, "e", status, holder, expires or NOW + dt.timedelta(minutes=5), 5000, "EUR")
+
+
+def test_only_the_holder_of_a_live_hold_may_pay():
+    ensure_payable("alice", [_held()], 1, NOW)
+    with pytest.raises(PermissionDenied) as err:
+        ensure_payable("bob", [_held()], 1, NOW)
+    assert err.value.reason == "NOT_HOLDER"
+    with pytest.raises(PermissionDenied):
+        ensure_payable("alice", [_held(status="booked")], 1, NOW)
+    with pytest.raises(FailedPrecondition) as err:
+        ensure_payable("alice", [_held(expires=NOW)], 1, NOW)
+    assert err.value.reason == "HOLD_EXPIRED"
+
+
+def test_one_charge_per_booking_and_card():
+    assert payment_idempotency_key("b1", "pm_a") == payment_idempotency_key("b1", "pm_a")
+    assert payment_idempotency_key("b1", "pm_a") != payment_idempotency_key("b1", "pm_b")
