@@ -140,7 +140,7 @@ class BookingService:
             async with self._repository.transaction() as tx:
 
                 async def hold() -> bytes:
-                    event_ids, window = await tx.sale_window(ids)
+                    event_ids, window, mine = await tx.order_facts(user_id, ids)
                     event_id = single_event(event_ids, len(ids), len(event_ids))
                     assert window is not None
                     window.ensure_open(dt.datetime.now(dt.UTC))
@@ -151,8 +151,6 @@ class BookingService:
                             user_id=user_id,
                             event_id=event_id,
                         )
-                    await tx.serialize_user(user_id, event_id)
-                    mine = await tx.tickets_of_user(user_id, event_id, excluding=ids)
                     window.ensure_within_limit(mine, len(ids))
                     holds = await tx.hold(user_id, event_id, ids, self._hold_duration)
                     if len(holds) < len(ids):

@@ -19,3 +19,5 @@ class BookingSettings(BaseSettings):
     db_pool_size: int = 30
     # How long a reservation holds its seats (the seed design's 10 minutes).
     hold_seconds: int = 600
+    # The write path of a sale: one process per core.
+    workers: int = 2

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import dataclasses
 import logging
+import os
 import signal
+import subprocess
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
@@ -213,6 +216,7 @@ def run(
         print(f"{component}: configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     logs.configure(component, settings.log_level)
+    siblings = _start_siblings(settings.workers)
 
     async def main() -> None:
         try:
@@ -222,4 +226,37 @@ def run(
             raise SystemExit(2) from None
         await serve(server, settings, component)
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    finally:
+        _stop_siblings(siblings, settings.shutdown_grace_seconds)
+
+
+def _start_siblings(workers: int) -> list[subprocess.Popen[bytes]]:
+    """Start ``workers - 1`` more copies of this process on the same port. The kernel spreads
+    connections over them (SO_REUSEPORT); each has its own event loop and database pool, so a
+    service uses more than one core. They die with this process (parent-death signal)."""
+    if workers <= 1:
+        return []
+    env = os.environ | {"TICKETING_WORKERS": "1"}
+    return [
+        subprocess.Popen(sys.orig_argv, env=env, preexec_fn=_die_with_parent)
+        for _ in range(workers - 1)
+    ]
+
+
+def _die_with_parent() -> None:
+    # Runs in the child between fork and exec, before any thread of the child exists.
+    pr_set_pdeathsig = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+def _stop_siblings(siblings: list[subprocess.Popen[bytes]], grace: float) -> None:
+    for child in siblings:
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+    for child in siblings:
+        try:
+            child.wait(timeout=grace + 5)
+        except subprocess.TimeoutExpired:
+            child.kill()

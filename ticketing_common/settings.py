@@ -34,6 +34,16 @@ class BaseSettings:
     peers: dict[str, str] = dataclasses.field(default_factory=dict)
     # Seconds a stopping server keeps serving in-flight calls.
     shutdown_grace_seconds: float = 5.0
+    # Processes serving the same port (SO_REUSEPORT); more than one needs a fixed port.
+    workers: int = 1
+
+    def validate(self) -> None:
+        if self.workers < 1:
+            raise SettingsError(f"{env_name('workers')} must be at least 1")
+        if self.workers > 1 and self.listen.endswith(":0"):
+            raise SettingsError(
+                f"{env_name('workers')}={self.workers} needs a fixed port in {env_name('listen')}"
+            )
 
 
 def env_name(field_name: str) -> str:

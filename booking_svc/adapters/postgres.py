@@ -118,44 +118,42 @@ class BookingTx:
     def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn
 
-    async def sale_window(self, ticket_ids: Sequence[str]) -> tuple[list[str], SaleWindow | None]:
-        cur = await self.conn.execute(
-            """
-            SELECT t.event_id::text, e.on_sale_time, e.start_time, e.queue_enabled,
-                   e.max_tickets_per_user
-            FROM tickets t JOIN events e ON e.id = t.event_id
-            WHERE t.id = ANY(%s::uuid[])
-            """,
-            (list(ticket_ids),),
-        )
-        rows = await cur.fetchall()
+    async def order_facts(
+        self, user_id: str, ticket_ids: Sequence[str]
+    ) -> tuple[list[str], SaleWindow | None, int]:
+        """The event of each ticket, its sale window, and how many other tickets of that
+        event the user holds or owns; in one round trip, after taking the user's lock.
+
+        The lock serializes one user's orders (so the per-user cap cannot be beaten by sending
+        two at once); it is per user, not per event, so it can be taken before the event is
+        known, and the facts are read after it is granted."""
+        async with self.conn.pipeline():
+            await self.conn.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"user|{user_id}",)
+            )
+            cur = await self.conn.execute(
+                """
+                SELECT t.event_id::text, e.on_sale_time, e.start_time, e.queue_enabled,
+                       e.max_tickets_per_user,
+                       (SELECT count(*) FROM tickets m
+                        WHERE m.event_id = t.event_id AND NOT (m.id = ANY(%(ids)s::uuid[]))
+                          AND ((m.status = 'held' AND m.holder_user_id = %(user)s
+                                AND m.hold_expire_time > now())
+                               OR (m.status = 'booked' AND m.booking_id IN (
+                                   SELECT b.id FROM bookings b
+                                   WHERE b.user_id = %(user)s AND b.event_id = t.event_id
+                                     AND b.status = 'confirmed'))))
+                FROM tickets t JOIN events e ON e.id = t.event_id
+                WHERE t.id = ANY(%(ids)s::uuid[])
+                """,
+                {"ids": list(ticket_ids), "user": user_id},
+            )
+            rows = await cur.fetchall()
         if not rows:
-            return [], None
-        event_ids = [r[0] for r in rows]
+            return [], None, 0
         first = rows[0]
-        return event_ids, SaleWindow(first[0], first[1], first[2], first[3], first[4])
-
-    async def serialize_user(self, user_id: str, event_id: str) -> None:
-        """Concurrent orders of one user for one event take turns, so the per-user cap
-        cannot be beaten by sending two orders at once."""
-        await self.conn.execute(
-            "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"{user_id}|{event_id}",)
-        )
-
-    async def tickets_of_user(self, user_id: str, event_id: str, excluding: Sequence[str]) -> int:
-        cur = await self.conn.execute(
-            """
-            SELECT count(*) FROM tickets
-            WHERE event_id = %s AND NOT (id = ANY(%s::uuid[])) AND (
-                (status = 'held' AND holder_user_id = %s AND hold_expire_time > now())
-                OR (status = 'booked' AND booking_id IN (
-                    SELECT id FROM bookings WHERE user_id = %s AND event_id = %s
-                        AND status = 'confirmed')))
-            """,
-            (event_id, list(excluding), user_id, user_id, event_id),
-        )
-        row = await cur.fetchone()
-        return int(row[0]) if row else 0
+        window = SaleWindow(first[0], first[1], first[2], first[3], first[4])
+        return [r[0] for r in rows], window, int(first[5])
 
     async def hold(
         self, user_id: str, event_id: str, ticket_ids: Sequence[str], duration: dt.timedelta

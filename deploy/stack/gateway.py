@@ -35,7 +35,15 @@ _CLUSTER = """\
       envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
         "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
         explicit_http_config:
-          http2_protocol_options: {}
+          # A new upstream connection every 32 concurrent calls: the kernel spreads connections
+          # over a service's worker processes (SO_REUSEPORT), so load spreads over cores.
+          http2_protocol_options: { max_concurrent_streams: 32 }
+    # Envoy's defaults (1024 requests in flight) would cap the waiting room's watchers.
+    circuit_breakers:
+      thresholds:
+      - max_connections: 20000
+        max_pending_requests: 20000
+        max_requests: 100000
     load_assignment:
       cluster_name: $name
       endpoints:

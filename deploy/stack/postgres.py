@@ -178,7 +178,9 @@ def _write_settings(cluster: Cluster) -> None:
         "max_replication_slots": "10",
         "max_connections": "300",
         "shared_buffers": "256MB",
-        "synchronous_commit": "off",
+        # A confirmed, paid booking must survive a crash: commits wait for the WAL flush
+        # (group commit keeps the cost low under load).
+        "synchronous_commit": "on",
         "timezone": "'UTC'",
         "log_timezone": "'UTC'",
         "logging_collector": "off",
