@@ -2,7 +2,6 @@
 mapping, operator-only writes, the staleness bound of the cached page, a 20,000-seat event."""
 
 import asyncio
-import datetime as dt
 import time
 import uuid
 
@@ -19,10 +18,11 @@ from ticketing_common import event_pages
 
 pytestmark = pytest.mark.integration
 
-# The promise: a change shows in the event view within 1 s. The margin covers the test's own
-# polling interval and scheduling on a loaded 2-core CI machine, not a looser bound.
+# The promise: a change shows in the event view within 1 s. Staleness is measured from the
+# start of the last read that still saw the old state, so a slow response on a loaded machine
+# does not count against it; the margin covers the test's own polling interval.
 STALENESS_BOUND_S = 1.0
-MEASUREMENT_MARGIN_S = 0.3
+MEASUREMENT_MARGIN_S = 0.2
 
 
 @pytest.fixture(scope="module")
@@ -153,18 +153,24 @@ def test_invalid_writes_are_rejected_with_the_field(catalog, operator, small_eve
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
-def _time_until(predicate, timeout: float = 5.0) -> float:
-    started = time.monotonic()
-    while not predicate():
-        assert time.monotonic() - started < timeout, "change never became visible"
+def _stale_for(predicate, since: float, timeout: float = 10.0) -> float:
+    """Seconds after ``since`` (a time.time()) that readers still saw the old state: when the
+    last read that missed the change had started."""
+    last_stale = since
+    while True:
+        started = time.time()
+        if predicate():
+            return max(0.0, last_stale - since)
+        assert started - since < timeout, "the change never became visible"
+        last_stale = started
         time.sleep(0.02)
-    return time.monotonic() - started
 
 
 def test_an_operator_edit_shows_within_the_bound(stack, catalog, operator, small_event):
     rest(stack, f"/event/{small_event.id}")  # warm the gateway cache
     catalog.GetEvent(catalog_pb2.GetEventRequest(event_id=small_event.id))  # and Redis
     new_name = f"Renamed {uuid.uuid4().hex[:6]}"
+    changed = time.time()
     catalog.UpdateEvent(
         catalog_pb2.UpdateEventRequest(
             event=catalog_pb2.Event(id=small_event.id, name=new_name),
@@ -172,14 +178,18 @@ def test_an_operator_edit_shows_within_the_bound(stack, catalog, operator, small
         ),
         metadata=operator,
     )
-    grpc_delay = _time_until(
+    updated = time.time()
+    grpc_stale = _stale_for(
         lambda: (
             catalog.GetEvent(catalog_pb2.GetEventRequest(event_id=small_event.id)).name == new_name
-        )
+        ),
+        since=updated,
     )
-    rest_delay = _time_until(lambda: rest(stack, f"/event/{small_event.id}")[2]["name"] == new_name)
-    assert grpc_delay < MEASUREMENT_MARGIN_S  # the Redis page is invalidated on commit
-    assert rest_delay < STALENESS_BOUND_S + MEASUREMENT_MARGIN_S
+    rest_stale = _stale_for(
+        lambda: rest(stack, f"/event/{small_event.id}")[2]["name"] == new_name, since=changed
+    )
+    assert grpc_stale == 0.0  # the Redis page is invalidated on commit
+    assert rest_stale < STALENESS_BOUND_S + MEASUREMENT_MARGIN_S
 
 
 def _statuses(stack, event_id: str) -> dict[str, str]:
@@ -211,18 +221,22 @@ def test_a_booking_and_a_lapsed_hold_show_within_the_bound(stack, catalog, db, c
         await client.aclose()
 
     asyncio.run(mark())
-    delay = _time_until(
+    marked = time.time()
+    delay = _stale_for(
         lambda: (
             (s := _statuses(stack, small_event.id))[booked] == "TICKET_STATUS_BOOKED"
             and s[held] == "TICKET_STATUS_HELD"
-        )
+        ),
+        since=marked,
     )
     assert delay < STALENESS_BOUND_S + MEASUREMENT_MARGIN_S
     expires = db.execute("SELECT hold_expire_time FROM tickets WHERE id = %s", (held,)).fetchone()[
         0
     ]
-    _time_until(lambda: _statuses(stack, small_event.id)[held] == "TICKET_STATUS_AVAILABLE")
-    lapsed_for = (dt.datetime.now(dt.UTC) - expires).total_seconds()
+    lapsed_for = _stale_for(
+        lambda: _statuses(stack, small_event.id)[held] == "TICKET_STATUS_AVAILABLE",
+        since=expires.timestamp(),
+    )
     assert lapsed_for < STALENESS_BOUND_S + MEASUREMENT_MARGIN_S
 
 
