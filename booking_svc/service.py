@@ -137,7 +137,7 @@ class BookingService:
         if blocked is not None:
             raise unavailable([blocked])
         try:
-            async with self._repository.transaction() as tx:
+            async with self._repository.transaction(pipelined=True) as tx:
 
                 async def hold() -> bytes:
                     event_ids, window, mine = await tx.order_facts(user_id, ids)

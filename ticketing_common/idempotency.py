@@ -37,15 +37,16 @@ async def run_once(
             metadata={"field": "request_id"},
         )
     digest = hashlib.sha256(request).digest()
-    claimed = await conn.execute(
+    claim = await conn.execute(
         """
         INSERT INTO idempotency_keys (user_id, method, request_id, request_hash)
         VALUES (%s, %s, %s, %s)
         ON CONFLICT DO NOTHING
+        RETURNING true
         """,
         (user_id, method, request_id, digest),
     )
-    if claimed.rowcount == 1:
+    if await claim.fetchone() is not None:  # (fetching also works in pipeline mode)
         response = await action()
         await conn.execute(
             """

@@ -81,10 +81,17 @@ class BookingRepository:
         self._pool = pool
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[BookingTx]:
+    async def transaction(self, *, pipelined: bool = False) -> AsyncIterator[BookingTx]:
+        """A transaction; ``pipelined`` sends statements without waiting for each answer
+        (BEGIN travels with the first query), for the hot reserve path."""
         try:
-            async with self._pool.connection() as conn, conn.transaction():
-                yield BookingTx(conn)
+            async with self._pool.connection() as conn:
+                if pipelined:
+                    async with conn.pipeline(), conn.transaction():
+                        yield BookingTx(conn)
+                else:
+                    async with conn.transaction():
+                        yield BookingTx(conn)
         except PoolTimeout as exc:
             raise Unavailable("the booking database is not reachable right now") from exc
         except (errors.LockNotAvailable, errors.QueryCanceled) as exc:
@@ -127,7 +134,7 @@ class BookingTx:
         The lock serializes one user's orders (so the per-user cap cannot be beaten by sending
         two at once); it is per user, not per event, so it can be taken before the event is
         known, and the facts are read after it is granted."""
-        async with self.conn.pipeline():
+        async with self.conn.pipeline():  # a no-op inside an outer pipeline
             await self.conn.execute(
                 "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"user|{user_id}",)
             )
