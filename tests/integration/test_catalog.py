@@ -211,7 +211,7 @@ def test_a_booking_and_a_lapsed_hold_show_within_the_bound(stack, catalog, db, c
     )
     db.execute(
         "UPDATE tickets SET status = 'held', holder_user_id = 'dave',"
-        " hold_expire_time = now() + interval '1.5 seconds' WHERE id = %s",
+        " hold_expire_time = now() + interval '3 seconds' WHERE id = %s",
         (held,),
     )
 
