@@ -1,11 +1,80 @@
-"""Wiring of the CDC worker: a health endpoint now; the replication loop lands with the
-search issue and runs as the server's background job."""
+"""Wiring of the CDC worker: the replication loop as the server's background job, and a gRPC
+health endpoint (``TICKETING_LISTEN``) that says NOT_SERVING until the index is built and
+streaming, and again whenever the loop cannot make progress (Postgres or the search engine
+unreachable). Lag and slot size are logged every ``TICKETING_CDC_STATUS_INTERVAL_SECONDS``
+("replication status" lines)."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import threading
+import time
+
+from grpc_health.v1 import health_pb2
+
+from cdc_worker.adapters.index import EngineIndex
+from cdc_worker.adapters.postgres import PgCatalog, PgReplicationStream
+from cdc_worker.replicator import Options, Replicator
 from cdc_worker.settings import CdcSettings
+from search_svc.adapters.engine import connect
 from ticketing_common.server import ServiceServer, build_server
+
+log = logging.getLogger("cdc.server")
+
+HEALTH_RESYNC_SECONDS = 2.0
+STOP_TIMEOUT_SECONDS = 10.0
 
 
 async def create_server(settings: CdcSettings) -> ServiceServer:
-    return build_server(settings, [])
+    client = connect(settings.search_url, request_timeout=settings.search_timeout_seconds)
+    # NOT_SERVING until the first session streams: a stack that says "up" can search.
+    healthy = threading.Event()
+
+    def on_health(ok: bool) -> None:
+        (healthy.set if ok else healthy.clear)()
+
+    replicator = Replicator(
+        open_catalog=lambda: PgCatalog(settings.database_url, slot=settings.cdc_slot),
+        open_stream=lambda: PgReplicationStream(
+            settings.database_url, slot=settings.cdc_slot, publication=settings.cdc_publication
+        ),
+        index=EngineIndex(client),
+        options=Options(
+            slot=settings.cdc_slot,
+            batch_max_seconds=settings.cdc_batch_max_seconds,
+            batch_max_events=settings.cdc_batch_max_events,
+            status_interval=settings.cdc_status_interval_seconds,
+        ),
+        on_health=on_health,
+    )
+
+    async def replicate() -> None:
+        """Run the (blocking, psycopg2) loop on its own thread; mirror its health."""
+        stop = threading.Event()
+        thread = threading.Thread(
+            target=replicator.run, args=(stop,), name="replication", daemon=True
+        )
+        thread.start()
+        shown: bool | None = None
+        shown_at = 0.0
+        try:
+            while thread.is_alive():
+                ok = healthy.is_set()
+                if ok != shown or time.monotonic() - shown_at > HEALTH_RESYNC_SECONDS:
+                    status = health_pb2.HealthCheckResponse.SERVING
+                    if not ok:
+                        status = health_pb2.HealthCheckResponse.NOT_SERVING
+                    await server.health.set_own("", status)
+                    shown, shown_at = ok, time.monotonic()
+                await asyncio.sleep(0.1)
+            raise RuntimeError("the replication thread ended")
+        finally:
+            stop.set()
+            await asyncio.to_thread(thread.join, STOP_TIMEOUT_SECONDS)
+
+    async def close() -> None:
+        client.close()
+
+    server = build_server(settings, [], background=[replicate], cleanups=[close])
+    return server
