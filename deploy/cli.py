@@ -1,6 +1,7 @@
 """`ticketing`: run the whole platform on this machine.
 
     ticketing up [--detach] [--demo-data full|small|none] [--gateway-port 8080] [--port-base 7100]
+                 [--jwks-url URL --jwt-issuer ISSUER --jwt-audience AUDIENCE]
     ticketing status | down | logs [component] [-f] [-n N]
     ticketing token --user NAME [--role operator] [--ttl SECONDS] [--audience A]
     ticketing seed [--small] [--reset]
@@ -27,7 +28,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from deploy.stack import control, keys, proc
+from deploy.stack import control, gateway, keys, proc
 from deploy.stack.components import build
 from deploy.stack.ports import HOST, Ports
 from deploy.stack.postgres import Cluster
@@ -65,6 +66,11 @@ def cmd_up(args: argparse.Namespace, state: StateDir) -> int:
             f"`ticketing{_state_flag(state)} down` stops it"
         )
         return 1
+    try:
+        _save_gateway_settings(args, state)
+    except ValueError as exc:
+        err_console.print(f"[red]error[/]: {exc}")
+        return 2
     save_config(state, config)
     if args.detach:
         return _up_detached(args, state, config)
@@ -80,6 +86,27 @@ def _config_for_up(args: argparse.Namespace, state: StateDir) -> StackConfig:
     if args.cors_origin:
         config.cors_origins = list(args.cors_origin)
     return config
+
+
+def _save_gateway_settings(args: argparse.Namespace, state: StateDir) -> None:
+    """Store the token issuer the gateway trusts, when given (later `up`s reuse it)."""
+    if args.jwks_url is None and args.jwt_issuer is None and args.jwt_audience is None:
+        return
+    settings = gateway.load_settings(state)
+    changes: dict[str, Any] = {}
+    if args.jwks_url is not None:
+        changes["jwks_url"] = args.jwks_url or None  # "" goes back to the development key
+    if args.jwt_issuer is not None:
+        changes["issuer"] = args.jwt_issuer
+    if args.jwt_audience is not None:
+        changes["audiences"] = (args.jwt_audience,)
+    if changes.get("jwks_url") is None and "jwks_url" in changes:
+        changes.setdefault("issuer", keys.ISSUER)
+        changes.setdefault("audiences", (keys.AUDIENCE,))
+    settings = settings.with_jwt(**changes)
+    if settings.jwt.jwks_url and settings.jwt.issuer == keys.ISSUER:
+        raise ValueError("with --jwks-url, name the issuer too (--jwt-issuer)")
+    gateway.save_settings(state, settings)
 
 
 def _up_foreground(args: argparse.Namespace, state: StateDir, config: StackConfig) -> int:
@@ -180,6 +207,7 @@ def print_endpoints(state: StateDir, config: StackConfig) -> None:
     table.add_column(style="bold")
     table.add_column()
     table.add_row("gateway", f"http://{gw}  (gRPC, gRPC-Web and REST)")
+    table.add_row("web client", f"http://{gw}/  (open it in a browser)")
     table.add_row("envoy admin", f"http://{HOST}:{ports.of('envoy-admin')}")
     table.add_row("postgres", config.database_url)
     table.add_row("redis", config.redis_url)
@@ -431,6 +459,16 @@ def parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         help="an origin browsers may call the gateway from (repeatable)",
+    )
+    up.add_argument(
+        "--jwks-url",
+        default=None,
+        help="production: the token issuer's JWKS URL (default: the stack's development key; "
+        "'' goes back to it)",
+    )
+    up.add_argument("--jwt-issuer", default=None, help="production: the tokens' iss claim")
+    up.add_argument(
+        "--jwt-audience", default=None, help=f"the tokens' aud claim (default {keys.AUDIENCE})"
     )
     up.add_argument("--supervised", action="store_true", help=argparse.SUPPRESS)
     up.set_defaults(func=cmd_up)

@@ -174,6 +174,26 @@ def build(
         )
     components.append(
         Component(
+            name="web",
+            port=ports.of("web"),
+            spec=spec(
+                "web",
+                lambda: [
+                    sys.executable,
+                    "-m",
+                    "deploy.stack.webclient",
+                    "--port",
+                    str(ports.of("web")),
+                    "--state-dir",
+                    str(state.root),
+                ],
+                env=dict(os.environ) | {"PYTHONUNBUFFERED": "1"},
+            ),
+            probe=probes.http_ok(f"http://{HOST}:{ports.of('web')}/healthz"),
+        )
+    )
+    components.append(
+        Component(
             name="envoy",
             port=ports.of("gateway"),
             spec=spec("envoy", lambda: gateway.server_argv(gateway.config_path(state))),

@@ -22,6 +22,8 @@ OFFSETS: dict[str, int] = {
     "envoy-admin": 4,
     # The gateway's second listener: the REST origin its HTTP cache fills from (see envoy/).
     "envoy-rest-origin": 5,
+    # The browser client's page and development sign-in, behind the gateway (see web/).
+    "web": 6,
     "catalog": 10,
     "search": 11,
     "booking": 12,

@@ -5,6 +5,8 @@ Layout of ``<state>/``:
 - ``config.json``: ports and CORS origins chosen at the first ``up`` (later commands reuse them)
 - ``keys/``: the development JWT key pair (``jwt-private.pem``, ``jwks.json``) and the fake
   Stripe secrets (``stripe.json``); all generated here, never committed
+- ``gateway.json``: the gateway's token issuer and rate limits
+  (``ticketing up --jwks-url/--jwt-issuer/--jwt-audience``; absent = defaults)
 - ``postgres/``: the database cluster; ``redis/``: Redis' working dir (nothing persisted)
 - ``envoy/envoy.yaml``: the rendered gateway config
 - ``logs/<component>.log``: each component's output, ``logs/supervisor.log``

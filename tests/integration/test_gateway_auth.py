@@ -1,10 +1,13 @@
-"""The gateway decides who the caller is: booking and the queue need a valid token, a token that
-is present must be valid everywhere, and services learn the caller only from the gateway."""
+"""The gateway decides who the caller is: booking, the queue and operator methods need a valid
+token over native gRPC, gRPC-Web and REST alike; a token that is present must be valid
+everywhere; services learn the caller only from the gateway; the gateway's own refusals reach
+each kind of client in its own terms (gRPC statuses, or JSON shaped like the services' errors)."""
 
 from __future__ import annotations
 
 import json
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -16,54 +19,17 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from ticketing.catalog.v1 import catalog_pb2
 
-from deploy.stack import gateway, keys
+from deploy.stack import gateway, keys, webclient
 from deploy.stack.state import StackConfig, StateDir
+from tests.integration.gateway_client import access_log, grpc_status, grpc_web, rest
 
 pytestmark = pytest.mark.integration
 
 LIST_BOOKINGS = "/ticketing.booking.v1.BookingService/ListBookings"
-
-
-def _call(stack, method: str, token: str | None = None, **headers: str) -> grpc.StatusCode:
-    """A unary call with an empty request through the gateway; returns its status code."""
-    metadata = [(name.replace("_", "-"), value) for name, value in headers.items()]
-    if token is not None:
-        metadata.append(("authorization", f"Bearer {token}"))
-    with grpc.insecure_channel(stack.gateway) as channel:
-        rpc = channel.unary_unary(method)
-        try:
-            rpc(b"", metadata=metadata, timeout=10)
-        except grpc.RpcError as exc:
-            return exc.code()
-    return grpc.StatusCode.OK
-
-
-def _rest(stack, method: str, path: str, token: str | None = None, body: bytes = b"{}"):
-    request = urllib.request.Request(
-        f"http://{stack.gateway}{path}",
-        data=body if method != "GET" else None,
-        method=method,
-        headers={"content-type": "application/json"}
-        | ({"authorization": f"Bearer {token}"} if token else {}),
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback http
-            return response.status, response.headers, response.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.headers, exc.read()
-
-
-def _access_log(stack, request_id: str) -> dict:
-    """Envoy's JSON access-log line for one request id (it is flushed asynchronously)."""
-    log = Path(stack.state_dir) / "logs" / "envoy.log"
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        for line in log.read_text(errors="replace").splitlines():
-            if request_id in line and line.startswith("{"):
-                return json.loads(line)
-        time.sleep(0.2)
-    raise AssertionError(f"no access-log line for {request_id} in {log}")
+DEMO_EVENT = "03a67087-67cc-5c61-b94c-c5f5e083f9f7"
+UNAUTHENTICATED, PERMISSION_DENIED, UNIMPLEMENTED = 16, 7, 12
 
 
 def _foreign_key_token(stack, user: str) -> str:
@@ -75,75 +41,129 @@ def _foreign_key_token(stack, user: str) -> str:
     )
 
 
-# -- booking needs a valid token -------------------------------------------------------------
+# -- booking needs a valid token, over every protocol ------------------------------------------
 
 
-def test_booking_without_a_token_is_unauthenticated(stack):
-    assert _call(stack, LIST_BOOKINGS) == grpc.StatusCode.UNAUTHENTICATED
+def test_booking_without_a_token_is_refused_over_every_protocol(stack):
+    code, _ = grpc_status(stack.gateway, LIST_BOOKINGS)
+    assert code == grpc.StatusCode.UNAUTHENTICATED
+
+    web = grpc_web(stack.gateway, LIST_BOOKINGS)
+    # gRPC-Web clients read the status from grpc-status; an HTTP error would hide it.
+    assert (web.http_status, web.grpc_status) == (200, UNAUTHENTICATED)
+
+    for method, path in (("POST", "/booking/reserve"), ("GET", "/bookings")):
+        reply = rest(
+            stack.gateway, method, path, body={"ticketId": "x"} if method == "POST" else None
+        )
+        assert reply.status == 401, path
+        assert reply.headers["content-type"].startswith("application/json")
+        assert reply.body["code"] == UNAUTHENTICATED  # google.rpc.Status, like service errors
+        assert reply.reason == "UNAUTHENTICATED"
+        assert reply.body["details"][0]["domain"] == gateway.GATEWAY_ERROR_DOMAIN
+        assert reply.body["details"][0]["metadata"]["request_id"] == reply.headers["x-request-id"]
 
 
-def test_booking_over_rest_without_a_token_is_401_json(stack):
-    status, headers, body = _rest(stack, "POST", "/booking/reserve", body=b'{"ticketId": "x"}')
-    assert status == 401
-    assert headers["content-type"].startswith("application/json")
-    assert json.loads(body)["code"] == 401
-
-
-UNAUTHENTICATED = (grpc.StatusCode.UNAUTHENTICATED, 401)
+REFUSED = (grpc.StatusCode.UNAUTHENTICATED, UNAUTHENTICATED, 401)
 # A genuine token for another audience is authenticated but not allowed here: Envoy says 403.
-FORBIDDEN = (grpc.StatusCode.PERMISSION_DENIED, 403)
+FORBIDDEN = (grpc.StatusCode.PERMISSION_DENIED, PERMISSION_DENIED, 403)
 
 
 @pytest.mark.parametrize(
     ("make_token", "refusal"),
     [
-        pytest.param(
-            lambda stack: _foreign_key_token(stack, "alice"), UNAUTHENTICATED, id="bad-signature"
-        ),
+        pytest.param(lambda stack: _foreign_key_token(stack, "alice"), REFUSED, id="bad-signature"),
         pytest.param(
             lambda stack: stack.token(
                 "alice", iat=int(time.time()) - 7200, exp=int(time.time()) - 3600
             ),
-            UNAUTHENTICATED,
+            REFUSED,
             id="expired",
         ),
         pytest.param(
             lambda stack: stack.token("alice", aud="someone-else"), FORBIDDEN, id="wrong-audience"
         ),
         pytest.param(
-            lambda stack: stack.token("alice", iss="not-ticketing"),
-            UNAUTHENTICATED,
-            id="wrong-issuer",
+            lambda stack: stack.token("alice", iss="not-ticketing"), REFUSED, id="wrong-issuer"
         ),
-        pytest.param(lambda stack: "not.a.jwt", UNAUTHENTICATED, id="garbage"),
+        pytest.param(lambda stack: "not.a.jwt", REFUSED, id="garbage"),
     ],
 )
-def test_booking_with_an_invalid_token_is_refused(stack, make_token, refusal):
+def test_booking_with_an_invalid_token_is_refused_over_every_protocol(stack, make_token, refusal):
     token = make_token(stack)
-    assert _call(stack, LIST_BOOKINGS, token) == refusal[0]
-    status, _, body = _rest(stack, "POST", "/booking/reserve", token, b'{"ticketId": "x"}')
-    assert status == refusal[1]
-    assert json.loads(body)["code"] == refusal[1]
+    grpc_code, web_code, http_code = refusal
+
+    assert grpc_status(stack.gateway, LIST_BOOKINGS, token=token)[0] == grpc_code
+    web = grpc_web(stack.gateway, LIST_BOOKINGS, token=token)
+    assert (web.http_status, web.grpc_status) == (200, web_code)
+    for method, path in (("POST", "/booking/reserve"), ("GET", "/bookings")):
+        body = {"ticketId": "x"} if method == "POST" else None
+        reply = rest(stack.gateway, method, path, body=body, token=token)
+        assert reply.status == http_code, path
+        assert reply.body["code"] == web_code
 
 
-def test_booking_with_a_valid_token_reaches_the_service_as_that_user(stack):
-    request_id = str(uuid.uuid4())
-    token = stack.token("alice", role="operator")
+def test_a_valid_token_reaches_the_service_as_that_user_and_forged_identity_is_ignored(stack):
+    token = stack.token("alice", role="user")
+    forged = {"x-ticketing-user": "mallory", "x-ticketing-role": "operator"}
 
-    code = _call(stack, LIST_BOOKINGS, token, x_request_id=request_id, x_ticketing_user="mallory")
+    grpc_id, web_id, rest_id = (str(uuid.uuid4()) for _ in range(3))
+    code, _ = grpc_status(
+        stack.gateway,
+        LIST_BOOKINGS,
+        token=token,
+        metadata=[("x-request-id", grpc_id), *forged.items()],
+    )
+    web = grpc_web(
+        stack.gateway, LIST_BOOKINGS, token=token, headers={"x-request-id": web_id} | forged
+    )
+    reply = rest(
+        stack.gateway, "GET", "/bookings", token=token, headers={"x-request-id": rest_id} | forged
+    )
 
-    # Until booking is implemented it answers UNIMPLEMENTED; never the gateway's refusal.
-    assert code in (grpc.StatusCode.UNIMPLEMENTED, grpc.StatusCode.OK)
-    entry = _access_log(stack, request_id)
-    assert entry["upstream"] == "booking"
-    assert (entry["user"], entry["role"]) == ("alice", "operator")
+    assert code == grpc.StatusCode.OK
+    assert (web.http_status, web.grpc_status) == (200, 0)
+    assert reply.status == 200 and "bookings" in reply.body
+    for request_id in (grpc_id, web_id, rest_id):
+        entry = access_log(stack.state_dir, request_id)
+        assert entry["upstream"] == "booking"
+        assert (entry["user"], entry["role"]) == ("alice", "user"), entry
+        assert entry["client"] == "127.0.0.1"
 
 
 def test_queue_needs_a_token_too(stack):
-    assert (
-        _call(stack, "/ticketing.queue.v1.QueueService/GetQueuePosition")
-        == grpc.StatusCode.UNAUTHENTICATED
+    code, _ = grpc_status(stack.gateway, "/ticketing.queue.v1.QueueService/GetQueuePosition")
+    assert code == grpc.StatusCode.UNAUTHENTICATED
+    assert rest(stack.gateway, "GET", f"/queue/{DEMO_EVENT}/position").status == 401
+
+
+def test_operator_methods_need_a_token_at_the_gateway(stack):
+    venue = catalog_pb2.CreateVenueRequest(venue=catalog_pb2.Venue(name="Nope")).SerializeToString()
+    code, details = grpc_status(
+        stack.gateway, "/ticketing.catalog.v1.CatalogService/CreateVenue", venue
     )
+    assert code == grpc.StatusCode.UNAUTHENTICATED, details
+    reply = rest(stack.gateway, "POST", "/venues", body={"name": "Nope"})
+    assert (reply.status, reply.reason) == (401, "UNAUTHENTICATED")
+    # A signed-in non-operator passes the gateway; the catalog then says no.
+    user = stack.token("not-an-operator")
+    code, _ = grpc_status(
+        stack.gateway, "/ticketing.catalog.v1.CatalogService/CreateVenue", venue, token=user
+    )
+    assert code == grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_the_stripe_webhook_needs_no_token_but_its_own_signature(stack):
+    reply = rest(
+        stack.gateway,
+        "POST",
+        "/webhooks/stripe",
+        body={"type": "payment_intent.succeeded"},
+        headers={"stripe-signature": "t=1,v1=forged"},
+    )
+    # The booking service answered (not the gateway's 401): it checked the signature.
+    assert reply.status == 400
+    assert reply.reason == "WEBHOOK_SIGNATURE_INVALID"
 
 
 # -- elsewhere a token is optional, but checked when present ---------------------------------
@@ -162,21 +182,36 @@ def test_public_call_without_a_token_passes_and_spoofed_identity_is_dropped(stac
             timeout=10,
         )
     assert reply.status == health_pb2.HealthCheckResponse.SERVING
-    entry = _access_log(stack, request_id)
+    entry = access_log(stack.state_dir, request_id)
     assert entry["user"] is None and entry["role"] is None
 
 
 def test_public_call_with_an_invalid_token_is_refused(stack):
     token = stack.token("alice", iat=int(time.time()) - 7200, exp=int(time.time()) - 3600)
-    code = _call(stack, "/grpc.health.v1.Health/Check", token)
+    code, _ = grpc_status(stack.gateway, "/grpc.health.v1.Health/Check", token=token)
     assert code == grpc.StatusCode.UNAUTHENTICATED
+    assert rest(stack.gateway, "GET", "/events", token=token).status == 401
 
 
-def test_unknown_routes_get_a_json_404(stack):
-    status, headers, body = _rest(stack, "GET", "/no/such/thing")
-    assert status == 404
-    assert headers["content-type"].startswith("application/json")
-    assert json.loads(body)["code"] == 404
+def test_rest_reads_reach_the_services(stack):
+    """Every GET route is transcoded (the event page's HTTP cache must not swallow the others)."""
+    events = rest(stack.gateway, "GET", "/events?pageSize=2")
+    assert events.status == 200 and len(events.body["events"]) == 2
+    tickets = rest(stack.gateway, "GET", f"/event/{DEMO_EVENT}/tickets?pageSize=3")
+    assert tickets.status == 200 and len(tickets.body["tickets"]) == 3
+    # 501 while the search service is unfinished; never the gateway's 404.
+    assert rest(stack.gateway, "GET", "/search/suggest?prefix=em").status in (200, 501)
+
+
+def test_unknown_routes_get_not_found_in_each_protocols_terms(stack):
+    reply = rest(stack.gateway, "GET", "/no/such/thing")
+    assert reply.status == 404
+    assert reply.headers["content-type"].startswith("application/json")
+    assert (reply.body["code"], reply.reason) == (5, "NO_ROUTE")
+    code, _ = grpc_status(stack.gateway, "/no.such.v1.Service/Method")
+    assert code == grpc.StatusCode.UNIMPLEMENTED
+    web = grpc_web(stack.gateway, "/no.such.v1.Service/Method")
+    assert (web.http_status, web.grpc_status) == (200, UNIMPLEMENTED)
 
 
 def test_cors_preflight_needs_no_token(stack):
@@ -195,11 +230,67 @@ def test_cors_preflight_needs_no_token(stack):
         assert response.headers["access-control-allow-origin"] == origin
 
 
+# -- the development sign-in of the web client ----------------------------------------------
+
+
+def test_the_dev_sign_in_gives_a_user_token_the_gateway_accepts(stack):
+    reply = rest(stack.gateway, "POST", "/dev/token", body={"user": "web-dora"})
+    assert reply.status == 200
+    claims = jwt.decode(reply.body["token"], options={"verify_signature": False})
+    assert (claims["sub"], claims["role"]) == ("web-dora", "user")  # never an operator
+    listed = grpc_web(stack.gateway, LIST_BOOKINGS, token=reply.body["token"])
+    assert listed.grpc_status == 0
+    assert rest(stack.gateway, "POST", "/dev/token", body={"user": "a b"}).status == 400
+
+
+def test_the_dev_sign_in_is_off_with_a_production_issuer(tmp_path):
+    state = StateDir(tmp_path)
+    state.create()
+    gateway.save_settings(
+        state,
+        gateway.GatewaySettings().with_jwt(
+            jwks_url="https://id.example.com/.well-known/jwks.json",
+            issuer="https://id.example.com/",
+        ),
+    )
+    server = webclient.WebClient(0, state, tmp_path / "dist")
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{server.server_address[1]}/dev/token",
+            data=json.dumps({"user": "eve"}).encode(),
+            method="POST",
+        )
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=10)  # noqa: S310 - loopback http
+        assert refused.value.code == 404
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 # -- the config itself -----------------------------------------------------------------------
 
 
-def test_the_running_gateway_config_validates(stack):
-    gateway.validate(Path(stack.state_dir) / "envoy" / "envoy.yaml")
+def test_the_running_gateway_config_validates_and_keeps_admin_on_loopback(stack):
+    path = Path(stack.state_dir) / "envoy" / "envoy.yaml"
+    gateway.validate(path)
+    text = path.read_text()
+    admin = text[text.index("admin:") : text.index("overload_manager:")]
+    assert "address: 127.0.0.1" in admin
+    assert "0.0.0.0" not in text
+
+
+def _validate(rendered: Path) -> None:
+    done = subprocess.run(
+        [str(gateway.envoy_binary()), "--mode", "validate", "-c", str(rendered)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
 
 
 def test_the_config_validates_without_the_descriptor_too(tmp_path, monkeypatch):
@@ -210,13 +301,32 @@ def test_the_config_validates_without_the_descriptor_too(tmp_path, monkeypatch):
     rendered = gateway.write(
         StackConfig(gateway_port=18080, port_base=17100), state, keys.jwks_path(state)
     )
-
     assert not rendered.transcoder
-    done = subprocess.run(
-        [str(gateway.envoy_binary()), "--mode", "validate", "-c", str(rendered.path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    _validate(rendered.path)
+
+
+def test_a_production_issuer_is_configuration(tmp_path):
+    """A JWKS URL, an issuer and an audience replace the development key; no dev sign-in."""
+    state = StateDir(tmp_path / "state")
+    state.create()
+    gateway.save_settings(
+        state,
+        gateway.GatewaySettings().with_jwt(
+            jwks_url="https://id.example.com/.well-known/jwks.json",
+            issuer="https://id.example.com/",
+            audiences=("tickets-api",),
+        ),
     )
-    assert done.returncode == 0, done.stderr
+    rendered = gateway.write(
+        StackConfig(gateway_port=18080, port_base=17100), state, keys.jwks_path(state)
+    )
+    _validate(rendered.path)
+    text = rendered.path.read_text()
+    assert 'issuer: "https://id.example.com/"' in text
+    assert 'audiences: ["tickets-api"]' in text
+    assert 'uri: "https://id.example.com/.well-known/jwks.json"' in text
+    assert "local_jwks" not in text and "/dev/token" not in text
+    # Back to the development key.
+    gateway.save_settings(state, gateway.GatewaySettings())
+    text = gateway.render(StackConfig(), state, keys.jwks_path(state))
+    assert "local_jwks" in text and "/dev/token" in text

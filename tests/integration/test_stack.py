@@ -126,7 +126,7 @@ def test_down_stops_every_process_and_frees_every_port(
     up = ticketing(state_dir, "up", "--detach", "--demo-data", "none", *layout.up_args())
     assert up.returncode == 0, up.stdout + up.stderr
     pids = _pids(state_dir)
-    assert len(pids) == 11  # the supervisor and its ten components
+    assert len(pids) == 12  # the supervisor and its eleven components
     assert ticketing(state_dir, "status").returncode == 0
 
     down = ticketing(state_dir, "down", timeout=120)

@@ -1,0 +1,161 @@
+"""The web client end to end, as a person uses it: headless Chromium (Debian's, driven by
+playwright-core through tests/e2e/browser.mjs) on the page the shared stack serves at the
+gateway's /, talking gRPC-Web through the gateway to the real services.
+
+Each user journey is its own test; the ones that need the search or the queue service say so
+in their name's docstring. The purchase journey leaves a screenshot of the confirmation in its
+tmp_path (booking-confirmed.png) for a person to look at.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+import subprocess
+import uuid
+from pathlib import Path
+
+import grpc
+import pytest
+from ticketing.booking.v1 import booking_pb2, booking_pb2_grpc
+from ticketing.catalog.v1 import catalog_pb2, catalog_pb2_grpc
+from ticketing.queue.v1 import queue_pb2, queue_pb2_grpc
+
+from tests.helpers import make_event, make_venue, ts
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+DRIVER = ROOT / "tests" / "e2e" / "browser.mjs"
+CHROMIUM = Path("/usr/bin/chromium")
+ON_SALE = "03a67087-67cc-5c61-b94c-c5f5e083f9f7"  # Ember & Ash, on sale, no queue
+HOT_SALE = "3038521a-4098-53b8-a8fa-76a0ca81e121"  # Aurora Vale, queue, opens tomorrow
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def browser(stack):
+    """Checks that what the journeys need is there (`make test` installs all of it)."""
+    missing = [
+        what
+        for what, present in (
+            ("Debian's chromium (make browser)", CHROMIUM.exists()),
+            ("node", shutil.which("node") is not None),
+            ("playwright-core (npm ci)", (ROOT / "node_modules" / "playwright-core").is_dir()),
+            ("the built web client (make web)", (ROOT / "web" / "dist" / "index.html").exists()),
+        )
+        if not present
+    ]
+    if missing:
+        pytest.fail("the browser tests need: " + ", ".join(missing), pytrace=False)
+    return stack
+
+
+def journey(stack, name: str, out: Path, **params) -> dict:
+    """Run one journey in a fresh headless Chromium; what it saw, or the failure's details."""
+    argv = ["node", str(DRIVER), name, "--gateway", stack.gateway, "--out", str(out)]
+    done = subprocess.run(
+        [*argv, "--params", json.dumps(params)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=ROOT,
+        check=False,
+    )
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if not lines:
+        pytest.fail(f"{name}: no result (exit {done.returncode})\n{done.stdout}\n{done.stderr}")
+    seen = json.loads(lines[-1])
+    if not seen["ok"]:
+        pytest.fail(
+            f"{name} failed: {seen['error']}\nscreenshot: {seen['screenshot']}\n"
+            f"page text:\n{seen['body'][:2000]}\nconsole errors: {seen['console_errors']}",
+            pytrace=False,
+        )
+    assert seen["console_errors"] == [], seen["console_errors"]
+    return seen
+
+
+def test_an_event_page_shows_the_event_and_its_seat_list(browser, tmp_path):
+    """Catalog only."""
+    seen = journey(browser, "event_and_seats", tmp_path, eventId=ON_SALE)
+    assert seen["name"] == "Ember & Ash: Live at the Royal Albert Hall"
+    assert seen["sections"] >= 2 and seen["seats"] > 0
+    assert "tickets available" in seen["availability"]
+
+
+def test_a_buyer_signs_in_reserves_a_seat_and_pays_with_a_test_card(browser, tmp_path):
+    """Catalog and booking. Leaves booking-confirmed.png in tmp_path."""
+    user = f"e2e-buyer-{uuid.uuid4().hex[:6]}"
+    seen = journey(browser, "reserve_and_confirm", tmp_path, eventId=ON_SALE, user=user)
+
+    assert seen["heading"] == "Booking confirmed"
+    assert seen["selection"].startswith("1 seat")
+    assert seen["countdown"].startswith(("9:", "10:"))  # a ten-minute hold
+    screenshot = Path(seen["screenshot"])
+    assert screenshot.read_bytes().startswith(PNG) and screenshot.stat().st_size > 10_000
+    print(f"\nscreenshot of the confirmed booking: {screenshot}")
+    # What the page showed is what the booking service recorded, for this user.
+    with grpc.insecure_channel(browser.gateway) as channel:
+        found = booking_pb2_grpc.BookingServiceStub(channel).GetBooking(
+            booking_pb2.GetBookingRequest(booking_id=seen["bookingId"]),
+            metadata=(("authorization", f"Bearer {browser.token(user)}"),),
+            timeout=30,
+        )
+    assert found.status == booking_pb2.BOOKING_STATUS_CONFIRMED
+    assert list(found.ticket_ids) == [seen["ticketId"]]
+
+
+def test_search_with_filters_finds_an_event_and_opens_it(browser, tmp_path):
+    """Needs the search service (issue 4) and its index (the CDC worker)."""
+    name = "Ember & Ash: Live at the Royal Albert Hall"
+    seen = journey(
+        browser, "search_with_filters", tmp_path, term="ember", type="concert", open=name
+    )
+    assert "found" in seen["summary"]
+    assert any(result.startswith(name) for result in seen["results"])
+    assert seen["opened"] == name and seen["url"].endswith(f"#/event/{ON_SALE}")
+
+
+def test_joining_a_hot_sale_before_it_opens_waits_in_the_waiting_room(browser, tmp_path):
+    """Needs the queue service (issue 6)."""
+    user = f"e2e-early-{uuid.uuid4().hex[:6]}"
+    seen = journey(browser, "pre_queue", tmp_path, eventId=HOT_SALE, user=user)
+    assert seen["status"] == "You are in the waiting room."
+
+
+def test_a_buyer_watches_their_place_in_the_queue_move_then_buys(browser, tmp_path):
+    """Needs the queue service (issue 6): an open hot sale admitting one buyer every 2 s, with
+    three buyers ahead; the page shows the place going down live, then lets the buyer in."""
+    operator = (("authorization", f"Bearer {browser.token('e2e-ops', role='operator')}"),)
+    with grpc.insecure_channel(browser.gateway) as channel:
+        catalog = catalog_pb2_grpc.CatalogServiceStub(channel)
+        venue = make_venue(catalog, operator, 1, 2, 10)
+        event_id = make_event(
+            catalog,
+            operator,
+            venue.id,
+            days_ahead=40,
+            on_sale_time=ts(dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)),
+            queue_policy=catalog_pb2.QueuePolicy(
+                enabled=True,
+                admission_rate_per_minute=30,
+                max_active_users=100,
+                admission_ttl_seconds=600,
+            ),
+        ).id
+        queue = queue_pb2_grpc.QueueServiceStub(channel)
+        for i in range(3):
+            ahead = (("authorization", f"Bearer {browser.token(f'e2e-ahead-{i}')}"),)
+            queue.JoinQueue(queue_pb2.JoinQueueRequest(event_id=event_id), metadata=ahead)
+
+    user = f"e2e-queued-{uuid.uuid4().hex[:6]}"
+    seen = journey(
+        browser, "queue_then_buy", tmp_path, eventId=event_id, user=user, admitWithinMs=90_000
+    )
+
+    positions = seen["positions"]
+    assert len(positions) >= 2 and positions == sorted(positions, reverse=True), positions
+    assert "your turn" in seen["admitted"]
+    assert seen["heading"] == "Booking confirmed"
