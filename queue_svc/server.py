@@ -2,19 +2,42 @@
 
 from __future__ import annotations
 
-from ticketing.queue.v1 import queue_pb2, queue_pb2_grpc
+from ticketing.queue.v1 import queue_pb2
 
+from queue_svc.adapters.postgres import EventPolicies
+from queue_svc.adapters.redis_store import QueueStore
+from queue_svc.admitter import Admitter
+from queue_svc.service import Admissions, QueueService
 from queue_svc.servicer import QueueServiceServicer
 from queue_svc.settings import QueueSettings
-from ticketing_common.server import ServiceBinding, ServiceServer, build_server
+from queue_svc.watch import WatchHub
+from ticketing_common.db import open_pool
+from ticketing_common.redis_client import open_redis
+from ticketing_common.server import ServiceBinding, ServiceServer, build_server, generic_handler
 
-SERVICE_NAME = queue_pb2.DESCRIPTOR.services_by_name["QueueService"].full_name
+SERVICE = queue_pb2.DESCRIPTOR.services_by_name["QueueService"]
+SERVICE_NAME = SERVICE.full_name
 
 
 async def create_server(settings: QueueSettings) -> ServiceServer:
-    servicer = QueueServiceServicer()
-    binding = ServiceBinding(
-        SERVICE_NAME,
-        lambda server: queue_pb2_grpc.add_QueueServiceServicer_to_server(servicer, server),
+    pool = await open_pool(settings.database_url, max_size=settings.db_pool_size, name="queue")
+    client = open_redis(settings.redis_url)
+    store = QueueStore(
+        client,
+        grace_seconds=settings.queue_grace_seconds,
+        user_buckets=settings.queue_user_buckets,
     )
-    return build_server(settings, [binding])
+    policies = EventPolicies(pool, ttl_seconds=settings.queue_policy_cache_seconds)
+    service = QueueService(store, policies, Admissions(settings.admission_key))
+    hub = WatchHub(service, interval_seconds=settings.queue_watch_interval_seconds)
+    admitter = Admitter(store, policies, interval_seconds=settings.queue_admit_interval_seconds)
+    handler = generic_handler(SERVICE, QueueServiceServicer(service, hub))
+    binding = ServiceBinding(
+        SERVICE_NAME, lambda server: server.add_generic_rpc_handlers((handler,))
+    )
+
+    async def close() -> None:
+        await client.aclose()
+        await pool.close()
+
+    return build_server(settings, [binding], cleanups=[close], background=[admitter.run])

@@ -1,0 +1,278 @@
+"""Benchmark: JoinQueue through the gateway, each request a different buyer.
+
+    .venv/bin/python bench/queue_joins.py [--duration 10] [--connections 64] [--processes 1]
+
+Starts a stack of its own (`ticketing up --detach --demo-data none` on free ports), creates a
+queue-enabled event that is on sale (admitting 60 a minute, so the line only grows), signs
+JWTs for ``--buyers`` new buyers per run, then measures joins per second three ways:
+
+- REST, ``POST /queue/{id}/join`` transcoded by Envoy, driven by wrk (2 threads) with a Lua
+  script that gives every request the next buyer's bearer token;
+- native gRPC, ``JoinQueue`` from two Python client processes (grpc.aio, ``--connections``
+  streams in flight in total);
+- the same clients straight to the queue_svc port, without Envoy (the caller in
+  ``x-ticketing-user``, as the gateway would pass it).
+
+A run that uses up its buyers says so (a buyer joining again costs less than a new one).
+
+``--processes N`` adds N-1 queue_svc processes listening on the same port as the stack's
+(SO_REUSEPORT, as build_server sets it), started with the stack's own environment. The CPU time
+each process used is reported, to show where the load went. Appends to bench/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import grpc
+from queue_common import (
+    BenchStack,
+    append_results,
+    bench_stack,
+    cpu_seconds,
+    machine,
+    queue_event,
+    wait_until,
+)
+from ticketing.queue.v1 import queue_pb2, queue_pb2_grpc
+
+from deploy.stack.components import service_env
+from deploy.stack.state import StateDir
+
+WRK_SCRIPT = """
+local tokens = {}
+local counter = 0
+local threads = 0
+function setup(thread)
+  thread:set("thread_offset", threads)
+  threads = threads + 1
+end
+function init(args)
+  for line in io.lines("%(tokens)s") do tokens[#tokens + 1] = line end
+end
+wrk.method = "POST"
+wrk.body = "{}"
+function request()
+  counter = counter + 1
+  local token = tokens[((counter * 2 + (thread_offset or 0)) %% #tokens) + 1]
+  local headers = {["content-type"] = "application/json", ["authorization"] = "Bearer " .. token}
+  return wrk.format(nil, nil, headers)
+end
+"""
+
+
+def wrk(url: str, script: Path, connections: int, duration: int) -> dict[str, float]:
+    out = subprocess.run(
+        ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(script), url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    lat = dict(re.findall(r"^\s+(50|99)%\s+([\d.]+\w+)", out, re.M))
+    return {
+        "rps": rps,
+        "p50_ms": _ms(lat["50"]),
+        "p99_ms": _ms(lat["99"]),
+        "errors": float(non2xx.group(1)) if non2xx else 0.0,
+    }
+
+
+def _ms(text: str) -> float:
+    value, unit = re.match(r"([\d.]+)(\w+)", text).groups()
+    return float(value) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
+
+
+def grpc_worker(args: tuple[str, str, list[tuple[str, str]], int, float]) -> tuple[int, int, list]:
+    """One client process: ``concurrency`` calls in flight over two connections, each call
+    with the next buyer's credentials (a header name and value), for ``duration`` seconds."""
+    target, event_id, credentials, concurrency, duration = args
+
+    async def run() -> tuple[int, int, list[float]]:
+        ok, failed, latencies = 0, 0, []
+        queue = iter(credentials)
+        # A local subchannel pool per channel: two real connections, not one shared.
+        options = [("grpc.use_local_subchannel_pool", 1)]
+        channels = [grpc.aio.insecure_channel(target, options=options) for _ in range(2)]
+        request = queue_pb2.JoinQueueRequest(event_id=event_id)
+        deadline = time.monotonic() + duration
+
+        async def loop(stub: queue_pb2_grpc.QueueServiceStub) -> None:
+            nonlocal ok, failed
+            while time.monotonic() < deadline:
+                credential = next(queue, None)
+                if credential is None:
+                    return
+                started = time.perf_counter()
+                try:
+                    await stub.JoinQueue(request, metadata=(credential,))
+                    ok += 1
+                    latencies.append((time.perf_counter() - started) * 1000)
+                except grpc.aio.AioRpcError:
+                    failed += 1
+
+        stubs = [queue_pb2_grpc.QueueServiceStub(c) for c in channels]
+        await asyncio.gather(*(loop(stubs[i % 2]) for i in range(concurrency)))
+        for channel in channels:
+            await channel.close()
+        return ok, failed, latencies
+
+    return asyncio.run(run())
+
+
+def grpc_joins(target: str, event_id: str, credentials, connections: int, duration: int):
+    workers = 2
+    slices = [credentials[i::workers] for i in range(workers)]
+    with multiprocessing.get_context("spawn").Pool(workers) as pool:
+        results = pool.map(
+            grpc_worker,
+            [(target, event_id, s, connections // workers, duration) for s in slices],
+        )
+    ok = sum(r[0] for r in results)
+    latencies = sorted(x for r in results for x in r[2])
+    return {
+        "exhausted": ok + sum(r[1] for r in results) >= len(credentials),
+        "rps": ok / duration,
+        "p50_ms": latencies[len(latencies) // 2] if latencies else 0.0,
+        "p99_ms": latencies[int(len(latencies) * 0.99)] if latencies else 0.0,
+        "errors": float(sum(r[1] for r in results)),
+    }
+
+
+def extra_queue_processes(stack: BenchStack, count: int) -> list[subprocess.Popen[bytes]]:
+    env = service_env(stack.config, StateDir(stack.state), "queue")
+    return [
+        subprocess.Popen(
+            [sys.executable, "-m", "queue_svc"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(count)
+    ]
+
+
+def cpu_of(pids: dict[str, int]) -> dict[str, float]:
+    found = {}
+    for name, pid in pids.items():
+        try:
+            found[name] = cpu_seconds(pid)
+        except FileNotFoundError:
+            found[name] = 0.0
+    return found
+
+
+def measure(stack: BenchStack, args: argparse.Namespace) -> dict[str, object]:
+    event_id = queue_event(stack, rate=60)
+    per_run = args.buyers
+    users = [f"bench-buyer-{i:06d}" for i in range(3 * per_run)]
+    tokens = stack.tokens(users[: 2 * per_run])
+    workdir = Path(tempfile.mkdtemp(prefix="queue-joins-"))
+    token_file = workdir / "tokens.txt"
+    token_file.write_text("\n".join(tokens[:per_run]) + "\n")
+    script = workdir / "join.lua"
+    script.write_text(WRK_SCRIPT % {"tokens": token_file})
+    bearer = [("authorization", f"Bearer {t}") for t in tokens[per_run:]]
+    direct = [("x-ticketing-user", u) for u in users[2 * per_run :]]
+
+    extras = extra_queue_processes(stack, args.processes - 1)
+    time.sleep(3.0)  # the extra processes import, connect and listen
+    pids = {name: stack.pid(name) for name in ("queue", "envoy", "redis")}
+    pids |= {f"queue+{i + 1}": p.pid for i, p in enumerate(extras)}
+    url = f"http://{stack.gateway}/queue/{event_id}/join"
+    service = f"127.0.0.1:{stack.ports.of('queue')}"
+    results: dict[str, object] = {}
+    try:
+        warm = [("x-ticketing-user", f"warm-up-{i}") for i in range(5000)]
+        grpc_joins(service, event_id, warm, args.connections, 2)
+        n, seconds = args.connections, args.duration
+        runs = (
+            ("rest", lambda: wrk(url, script, n, seconds) | {"tokens": per_run}),
+            ("grpc", lambda: grpc_joins(stack.gateway, event_id, bearer, n, seconds)),
+            ("direct", lambda: grpc_joins(service, event_id, direct, n, seconds)),
+        )
+        for name, run in runs:
+            before, started = cpu_of(pids), time.monotonic()
+            results[name] = run()
+            results[f"{name}_cpu"] = _share(before, cpu_of(pids), time.monotonic() - started)
+    finally:
+        for proc in extras:
+            proc.terminate()
+        for proc in extras:
+            proc.wait(timeout=30)
+        shutil.rmtree(workdir, ignore_errors=True)
+    return results
+
+
+def _share(before: dict[str, float], after: dict[str, float], seconds: float) -> dict[str, float]:
+    return {name: (after[name] - before[name]) / seconds for name in before}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--processes", type=int, default=1)
+    parser.add_argument("--buyers", type=int, default=30_000, help="new buyers per run")
+    parser.add_argument("--no-record", action="store_true", help="print, do not append")
+    args = parser.parse_args()
+    with bench_stack(start=25000) as stack:
+        if not wait_until(lambda: _healthy(stack), timeout=60):
+            raise SystemExit("the stack's queue service did not come up")
+        result = measure(stack, args)
+    report(result, args)
+
+
+def _healthy(stack: BenchStack) -> bool:
+    try:
+        stack.pid("queue")
+        return True
+    except LookupError:
+        return False
+
+
+def report(r: dict, args: argparse.Namespace) -> None:
+    command = (
+        f"bench/queue_joins.py --duration {args.duration} --connections {args.connections} "
+        f"--processes {args.processes}"
+    )
+    lines = [
+        f"Each request a new buyer (a different JWT subject); {args.processes} queue_svc "
+        f"process(es) on one port; clients, Envoy, services, Redis and Postgres on one "
+        f"{machine()}.",
+        "",
+        "| path | joins/s | p50 ms | p99 ms | errors | CPU (cores) used by |",
+        "| --- | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for name, label in (
+        ("rest", "gateway, REST (wrk, 2 threads)"),
+        ("grpc", "gateway, native gRPC (2 Python client processes)"),
+        ("direct", "queue_svc port directly, no Envoy (same clients)"),
+    ):
+        m, cpu = r[name], r[f"{name}_cpu"]
+        used = ", ".join(f"{k} {v:.2f}" for k, v in cpu.items())
+        if m.get("exhausted") or m["rps"] * args.duration >= m.get("tokens", float("inf")):
+            label += " (ran out of new buyers: at least this)"
+        lines.append(
+            f"| {label} | {m['rps']:,.0f} | {m['p50_ms']:.1f} | {m['p99_ms']:.1f} | "
+            f"{m['errors']:.0f} | {used} |"
+        )
+    best = max(r["rest"]["rps"], r["grpc"]["rps"])
+    lines += ["", f"Goal 2,000 joins/s: {'met' if best >= 2000 else 'not met'} ({best:,.0f})."]
+    append_results("Queue: joins through the gateway", command, lines, args.no_record)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    main()

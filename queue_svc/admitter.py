@@ -1,0 +1,155 @@
+"""The admitter: one process at a time lets buyers in at each event's pace.
+
+Every queue_svc process runs this loop, but only the holder of the Redis lease
+(``queue:admitter``, renewed every tick, lost after ``lease_seconds`` of silence) admits, and
+the admit script itself checks the lease before it writes: a process that lost the lease while
+paused cannot admit anyone (a fencing check), so admissions never double up and the pace holds
+whatever the number of processes. The pacing clock is Redis TIME.
+
+Per event and tick: read the bucket and the active admissions, plan with the domain's token
+bucket, admit up to the plan in one Lua call. Every half epoch the sweeper marks the buyers who
+stopped watching and polling as dropped out, so positions and estimates shrink with them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+import uuid
+
+from queue_svc import domain
+from queue_svc.adapters.postgres import EventPolicies
+from queue_svc.adapters.redis_store import LEASE_KEY, LeaseLost, QueueStore
+from queue_svc.domain import Policy
+from queue_svc.service import expire_at_ms
+from ticketing_common.errors import DomainError, NotFound
+
+log = logging.getLogger("queue.admitter")
+
+
+class Admitter:
+    def __init__(
+        self,
+        store: QueueStore,
+        policies: EventPolicies,
+        *,
+        interval_seconds: float = 0.1,
+        lease_seconds: float = 3.0,
+        owner: str | None = None,
+        lease_key: str = LEASE_KEY,
+    ) -> None:
+        self.store = store
+        self.policies = policies
+        self.interval = interval_seconds
+        self.lease_ms = int(lease_seconds * 1000)
+        self.owner = owner or f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.lease_key = lease_key
+        self.leading = False
+        self._sweep_every = store.epoch_ms / 2000
+        self._swept: dict[str, float] = {}
+        self._last_warning = 0.0
+
+    async def run(self) -> None:
+        """The background job: tick until cancelled."""
+        while True:
+            try:
+                await self.tick()
+            except DomainError as exc:
+                self._warn("admitter tick failed: %s", exc.message)
+            await asyncio.sleep(self.interval)
+
+    async def tick(self) -> int:
+        """One round over the events; returns how many buyers were admitted."""
+        leading = await self._hold_lease()
+        if leading != self.leading:
+            state = "took" if leading else "lost"
+            log.info("admitter %s the lease", state, extra={"owner": self.owner})
+            self.leading = leading
+        if not leading:
+            return 0
+        admitted = 0
+        for event_id in await self.store.events():
+            try:
+                policy = await self.policies.get(event_id)
+            except NotFound:
+                await self.store.forget(event_id)
+                continue
+            if not policy.enabled:
+                continue
+            try:
+                admitted += await self.admit(policy)
+                await self._maybe_sweep(event_id)
+            except LeaseLost:
+                self.leading = False
+                log.info("admitter lost the lease mid-tick", extra={"owner": self.owner})
+                return admitted
+        return admitted
+
+    async def _hold_lease(self) -> bool:
+        return await self.store.hold_lease(self.owner, self.lease_ms, key=self.lease_key)
+
+    async def admit(self, policy: Policy) -> int:
+        view = await self.store.pace(policy.event_id, open_ms=policy.open_ms)
+        if view.vitals.now_ms < policy.open_ms:
+            return 0
+        pace = domain.pacing(policy, view.vitals.controls)
+        plan = domain.plan_admissions(
+            view.bucket,
+            view.vitals.now_ms,
+            pace,
+            active=view.vitals.active,
+            open_ms=policy.open_ms,
+        )
+        idle = plan.limit == 0 or view.vitals.waiting == 0
+        if view.bucket is not None and not pace.paused and idle:
+            return 0  # nothing to write: the refill is recomputed from the stored bucket
+        result = await self.store.admit(
+            policy.event_id,
+            owner=self.owner,
+            open_ms=policy.open_ms,
+            limit=plan.limit,
+            bucket=plan.bucket,
+            ttl_ms=pace.admission_ttl_seconds * 1000,
+            expire_at_ms=expire_at_ms(policy),
+            lease_key=self.lease_key,
+        )
+        if result.admitted or result.dropped:
+            log.debug(
+                "admitted",
+                extra={
+                    "event_id": policy.event_id,
+                    "admitted": result.admitted,
+                    "dropped": result.dropped,
+                    "head": result.head,
+                },
+            )
+        return result.admitted
+
+    async def _maybe_sweep(self, event_id: str) -> None:
+        now = time.monotonic()
+        if now - self._swept.get(event_id, 0.0) < self._sweep_every:
+            return
+        self._swept[event_id] = now
+        await self.sweep(event_id)
+
+    async def sweep(self, event_id: str) -> int:
+        """Mark the buyers not seen for the grace period as dropped out."""
+        view = await self.store.sweep_view(event_id)
+        if view.n <= view.head:
+            return 0
+        first_bit = view.head // 8 * 8
+        stale = domain.stale_slots(view.gone, view.alive, first_bit, view.head, view.n)
+        if not stale:
+            return 0
+        dropped = await self.store.drop(event_id, stale)
+        if dropped:
+            log.info("buyers dropped out", extra={"event_id": event_id, "dropped": dropped})
+        return dropped
+
+    def _warn(self, message: str, *args: object) -> None:
+        now = time.monotonic()
+        if now - self._last_warning > 10:
+            self._last_warning = now
+            log.warning(message, *args)

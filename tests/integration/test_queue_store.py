@@ -1,0 +1,218 @@
+"""The queue's Redis store and admitter against the stack's real Redis and Postgres: the Lua
+shuffle is the domain's shuffle, positions agree however they are computed, silent buyers drop
+out after the grace period, and several admitters in parallel keep the pace and admit nobody
+twice (with a control run that shows the test sees the violation when the lease is off)."""
+
+import asyncio
+import datetime as dt
+import random
+import uuid
+
+import grpc
+import pytest
+import redis.asyncio as aioredis
+from ticketing.catalog.v1 import catalog_pb2, catalog_pb2_grpc
+
+from queue_svc import domain
+from queue_svc.adapters.postgres import EventPolicies
+from queue_svc.adapters.redis_store import LEASE_KEY, QueueStore
+from queue_svc.admitter import Admitter
+from queue_svc.domain import DRAW_SPAN, PreQueue, Standing
+from tests.helpers import make_event, make_venue, ts
+from ticketing_common.db import open_pool
+
+pytestmark = pytest.mark.integration
+
+FAR = 4_102_444_800_000  # 2100-01-01, in ms: keys outlive the test
+
+
+def own_redis(stack) -> aioredis.Redis:
+    """The stack's Redis, in a database of the tests' own: the stack's admitter stays out."""
+    return aioredis.Redis.from_url(stack.redis_url.rsplit("/", 1)[0] + "/1")
+
+
+@pytest.fixture
+async def client(stack):
+    client = own_redis(stack)
+    yield client
+    await client.aclose()
+
+
+def new_event() -> str:
+    return str(uuid.uuid4())
+
+
+async def join_all(store, event_id, users, *, open_ms, draws=None):
+    snaps = []
+    for i, user in enumerate(users):
+        draw = draws[i] if draws else random.randrange(DRAW_SPAN)
+        snaps.append(await store.join(event_id, user, open_ms=open_ms, expire_at_ms=FAR, draw=draw))
+    return snaps
+
+
+async def test_the_lua_shuffle_is_the_domain_shuffle(client):
+    store = QueueStore(client, grace_seconds=60)
+    event_id = new_event()
+    users = [f"u{i:03d}" for i in range(300)]
+    rng = random.Random(42)
+    draws = [rng.randrange(DRAW_SPAN) for _ in users]
+    await join_all(store, event_id, users, open_ms=FAR, draws=draws)
+
+    model = PreQueue()
+    for user, draw in zip(users, draws, strict=True):
+        model.join(user, draw)
+    stored = await store.standings(event_id, users, open_ms=FAR)
+    assert all(s.standing is Standing.PRE_QUEUE for s in stored.values())
+    order = sorted(users, key=lambda u: stored[u].slot)
+    assert order == model.slots
+
+
+async def test_positions_agree_between_polls_and_the_watchers_bitmap(client):
+    store = QueueStore(client, grace_seconds=60)
+    event_id = new_event()
+    users = [f"u{i:03d}" for i in range(400)]
+    await join_all(
+        store, event_id, users[:200], open_ms=domain.to_ms(dt.datetime.now(dt.UTC)) + 300
+    )
+    await asyncio.sleep(0.4)
+    await join_all(store, event_id, users[200:], open_ms=0)
+    leavers = random.Random(1).sample(users, 120)
+    for user in leavers:
+        await store.leave(event_id, user, open_ms=0)
+    staying = [u for u in users if u not in leavers]
+
+    polled = {u: (await store.position(event_id, u, open_ms=0)).position for u in staying}
+    assert sorted(polled.values()) == list(range(1, len(staying) + 1))
+    slots = {u: s.slot for u, s in (await store.standings(event_id, staying, open_ms=0)).items()}
+    line = await store.line(event_id, open_ms=0, upto_slot=max(slots.values()))
+    ahead = domain.gone_before(line.gone, line.head // 8 * 8, line.head, slots.values())
+    for user in staying:
+        assert domain.position(slots[user], line.head, ahead[slots[user]]) == polled[user]
+    assert line.vitals.waiting == len(staying)
+
+
+async def test_buyers_who_stop_polling_drop_out_and_the_line_moves_up(client):
+    store = QueueStore(client, grace_seconds=1.0)  # epochs of 0.5 s; gone within 1.5 s
+    event_id = new_event()
+    await join_all(store, event_id, ["silent", "polling", "behind"], open_ms=0)
+    for _ in range(10):
+        await asyncio.sleep(0.2)
+        await store.position(event_id, "polling", open_ms=0)
+        await store.touch(event_id, ["behind"])  # a watcher, kept by its process
+    admitter = Admitter(store, policies=None)  # the sweeper needs no policy
+    assert await admitter.sweep(event_id) == 1
+
+    silent = await store.position(event_id, "silent", open_ms=0)
+    behind = await store.position(event_id, "behind", open_ms=0)
+    assert silent.standing is Standing.DROPPED
+    assert domain.entry(policy_for(event_id), "silent", silent).state.value == "EXPIRED"
+    assert (behind.position, behind.waiting) == (2, 2)
+    # Dropping out is not final: joining again goes to the back of the line.
+    again = await store.join(event_id, "silent", open_ms=0, expire_at_ms=FAR, draw=0)
+    assert (again.standing, again.position) == (Standing.WAITING, 3)
+
+
+async def test_buyers_joining_together_share_round_trips_and_survive_a_script_flush(client):
+    """Calls made together go out as one pipeline; after a Redis restart (scripts gone) the
+    first calls load the scripts again instead of failing."""
+    store = QueueStore(client, grace_seconds=60)
+    event_id = new_event()
+    await client.script_flush()
+    users = [f"together-{i}" for i in range(50)]
+    joined = await asyncio.gather(
+        *(store.join(event_id, u, open_ms=0, expire_at_ms=FAR, draw=0) for u in users)
+    )
+    assert sorted(s.position for s in joined) == list(range(1, 51))
+    polled = await asyncio.gather(*(store.position(event_id, u, open_ms=0) for u in users))
+    assert [p.position for p in polled] == [j.position for j in joined]
+
+
+def policy_for(event_id: str) -> domain.Policy:
+    now = dt.datetime.now(dt.UTC)
+    return domain.Policy(event_id, True, 600, 500, 600, now, now + dt.timedelta(days=1))
+
+
+# --- Several admitters ------------------------------------------------------------------------
+
+RATE = 6000  # 100 a second
+RUN_SECONDS = 4.0
+
+
+@pytest.fixture(scope="module")
+def open_event(stack):
+    operator = (("authorization", f"Bearer {stack.token('ops-store', role='operator')}"),)
+
+    def make(rate: int) -> str:
+        with grpc.insecure_channel(stack.gateway) as channel:
+            catalog = catalog_pb2_grpc.CatalogServiceStub(channel)
+            venue = make_venue(catalog, operator, 1, 1, 10)
+            return make_event(
+                catalog,
+                operator,
+                venue.id,
+                days_ahead=40,
+                on_sale_time=ts(dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)),
+                queue_policy=catalog_pb2.QueuePolicy(
+                    enabled=True,
+                    admission_rate_per_minute=rate,
+                    max_active_users=100_000,
+                    admission_ttl_seconds=600,
+                ),
+            ).id
+
+    return make
+
+
+async def run_admitters(stack, event_id: str, lease_keys: list[str]) -> dict[str, int]:
+    """Three admitters, each with its own Redis client and policy cache, for RUN_SECONDS;
+    returns each admitted buyer's admission time (ms)."""
+    clients = [own_redis(stack) for _ in lease_keys]
+    pool = await open_pool(stack.database_url, max_size=3, name="queue-test")
+    store = QueueStore(clients[0], grace_seconds=60)
+    users = [f"buyer-{i:04d}" for i in range(int(RATE / 60 * RUN_SECONDS * 2))]
+    await join_all(store, event_id, users, open_ms=0)
+    admitters = [
+        Admitter(
+            QueueStore(c, grace_seconds=60),
+            EventPolicies(pool),
+            interval_seconds=0.05,
+            owner=f"test-{i}",
+            lease_key=key,
+        )
+        for i, (c, key) in enumerate(zip(clients, lease_keys, strict=True))
+    ]
+    tasks = [asyncio.create_task(a.run()) for a in admitters]
+    await asyncio.sleep(RUN_SECONDS)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    found = await store.standings(event_id, users, open_ms=0)
+    counts = await store.counts(event_id)
+    await clients[0].delete(*set(lease_keys))
+    for client in clients:
+        await client.aclose()
+    await pool.close()
+    admitted = {
+        u: s.admission_expire_ms - 600_000 for u, s in found.items() if s.admission_expire_ms
+    }
+    assert counts.admitted_total == len(admitted)  # nobody counted twice
+    return admitted
+
+
+def per_minute(admitted: dict[str, int]) -> float:
+    times = sorted(admitted.values())
+    first_batch = times.count(times[0])
+    return (len(times) - first_batch) / (times[-1] - times[0]) * 60_000
+
+
+async def test_several_admitters_keep_the_pace_and_admit_everyone_once(stack, open_event):
+    event_id = open_event(RATE)
+    admitted = await run_admitters(stack, event_id, [LEASE_KEY] * 3)
+    assert per_minute(admitted) == pytest.approx(RATE, rel=0.05)
+
+
+async def test_control_admitters_without_a_shared_lease_overrun_the_pace(stack, open_event):
+    event_id = open_event(RATE)
+    keys = [f"queue:test-lease:{uuid.uuid4().hex}" for _ in range(3)]
+    admitted = await run_admitters(stack, event_id, keys)
+    assert per_minute(admitted) > RATE * 1.5
