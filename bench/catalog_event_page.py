@@ -210,6 +210,8 @@ def main() -> None:
                 stderr=subprocess.DEVNULL,
             )
             time.sleep(1.0)
+            if ceiling_proc.poll() is not None:
+                raise SystemExit(f"the ceiling Envoy did not start (config {config})")
             wrk(url, args.connections, 2)  # warm-up
             page = wrk(url, args.connections, args.duration)
             ceiling = wrk(f"http://127.0.0.1:{ceiling_port}/", args.connections, args.duration)

@@ -58,6 +58,7 @@ class Reason(enum.StrEnum):
     SALE_NOT_OPEN = "SALE_NOT_OPEN"
     SALE_CLOSED = "SALE_CLOSED"
     WEBHOOK_SIGNATURE_INVALID = "WEBHOOK_SIGNATURE_INVALID"
+    NOT_IN_QUEUE = "NOT_IN_QUEUE"
 
 
 class DomainError(Exception):

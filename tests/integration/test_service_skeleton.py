@@ -184,12 +184,9 @@ def test_sigterm_turns_not_serving_then_exits_cleanly():
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "queue_svc"],
-        env=_env(
-            TICKETING_LISTEN=f"127.0.0.1:{port}",
-            TICKETING_DATABASE_URL="postgresql://x",
-            TICKETING_REDIS_URL="redis://x",
-        ),
+        # The search service starts without its engine (searches answer UNAVAILABLE meanwhile).
+        [sys.executable, "-m", "search_svc"],
+        env=_env(TICKETING_LISTEN=f"127.0.0.1:{port}", TICKETING_SEARCH_URL="http://127.0.0.1:1"),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -210,5 +207,5 @@ def test_sigterm_turns_not_serving_then_exits_cleanly():
         if proc.poll() is None:
             proc.kill()
     output = proc.stdout.read()
-    assert '"message": "queue_svc stopping' in output
-    assert '"message": "queue_svc stopped"' in output
+    assert '"message": "search_svc stopping' in output
+    assert '"message": "search_svc stopped"' in output
