@@ -3,9 +3,10 @@
     .venv/bin/python bench/queue_watchers.py [--watchers 10000] [--seconds 45] [--direct]
 
 Starts a stack of its own, creates an on-sale queue-enabled event admitting 600 buyers a minute
-(so every watcher's place changes every second), joins the watchers, then opens one
-server-streaming WatchQueue per buyer from two client processes (grpc.aio, 20 connections each)
-and keeps them open for ``--seconds``. Measures:
+(so every watcher's place changes every second; see domain.worth_pushing for which changes
+a watcher is told of), joins the watchers, then opens one
+server-streaming WatchQueue per buyer from two client processes (grpc.aio, 20 connections each),
+``--open-rate`` new streams a second, and keeps them all open for ``--seconds``. Measures:
 
 - updates delivered per second to the clients (every message after the first of each stream);
 - queue_svc memory (RSS) and CPU with and without the streams, Envoy's RSS, Redis memory;
@@ -38,14 +39,19 @@ from queue_common import (
 )
 from ticketing.queue.v1 import queue_pb2, queue_pb2_grpc
 
+from queue_svc.domain import MAX_SILENCE_SECONDS, NEAR_FRONT, SIGNIFICANT_MOVE
+
 CLIENT_PROCESSES = 2
 CHANNELS_PER_CLIENT = 20
 RATE = 600
 
 
-def watch_worker(args: tuple[str, str, list[tuple[str, str]], float, float]) -> dict[str, object]:
-    """One client process: a stream per credential, all open until ``stop_at`` (wall clock)."""
-    target, event_id, credentials, start_at, stop_at = args
+def watch_worker(
+    args: tuple[str, str, list[tuple[str, str]], float, float, float],
+) -> dict[str, object]:
+    """One client process: a stream per credential, opened ``spacing`` seconds apart from
+    ``start_at``, all kept open until ``stop_at`` (wall clock)."""
+    target, event_id, credentials, start_at, spacing, stop_at = args
 
     async def run() -> dict[str, object]:
         options = [("grpc.use_local_subchannel_pool", 1)]
@@ -60,7 +66,7 @@ def watch_worker(args: tuple[str, str, list[tuple[str, str]], float, float]) -> 
 
         async def watch(i: int, credential: tuple[str, str]) -> None:
             nonlocal firsts, updates, admitted
-            await asyncio.sleep(max(0.0, start_at - time.time()) + i * 0.0005)
+            await asyncio.sleep(max(0.0, start_at + i * spacing - time.time()))
             call = stubs[i % len(stubs)].WatchQueue(request, metadata=(credential,))
             first = True
             try:
@@ -117,7 +123,6 @@ ENVOY_STATS = (
     "upstream_rq_pending_active",
     "upstream_rq_pending_overflow",
     "upstream_cx_active",
-    "upstream_rq_503",
 )
 
 
@@ -145,14 +150,18 @@ def measure(stack: BenchStack, args: argparse.Namespace) -> dict[str, object]:
 
     pids = {name: stack.pid(name) for name in ("queue", "envoy", "redis")}
     rss_before = {name: rss_mb(pid) for name, pid in pids.items()}
-    ramp = max(10.0, args.watchers / 1000)
+    ramp = args.watchers / args.open_rate
     start_at = time.time() + 3.0
-    steady_from = start_at + ramp
+    steady_from = start_at + ramp + 5.0
     stop_at = steady_from + args.seconds
     slices = [credentials[i::CLIENT_PROCESSES] for i in range(CLIENT_PROCESSES)]
     with multiprocessing.get_context("spawn").Pool(CLIENT_PROCESSES) as pool:
         pending = pool.map_async(
-            watch_worker, [(target, event_id, s, start_at, stop_at) for s in slices]
+            watch_worker,
+            [
+                (target, event_id, s, start_at, CLIENT_PROCESSES / args.open_rate, stop_at)
+                for s in slices
+            ],
         )
         time.sleep(max(0.0, steady_from - time.time()))
         cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
@@ -194,6 +203,7 @@ def main() -> None:
     parser.add_argument("--watchers", type=int, default=10_000)
     parser.add_argument("--seconds", type=float, default=45)
     parser.add_argument("--direct", action="store_true")
+    parser.add_argument("--open-rate", type=float, default=800, help="new streams per second")
     parser.add_argument("--no-record", action="store_true", help="print, do not append")
     args = parser.parse_args()
     with bench_stack(start=26000) as stack:
@@ -203,7 +213,10 @@ def main() -> None:
 
 def report(r: dict, args: argparse.Namespace) -> None:
     path = "the queue_svc port (no Envoy)" if args.direct else "the gateway (native gRPC)"
-    command = f"bench/queue_watchers.py --watchers {args.watchers} --seconds {args.seconds:g}"
+    command = (
+        f"bench/queue_watchers.py --watchers {args.watchers} --seconds {args.seconds:g} "
+        f"--open-rate {args.open_rate:g}"
+    )
     command += " --direct" if args.direct else ""
     per_stream_kb = (
         (r["rss_streams"]["queue"] - r["rss_before"]["queue"]) * 1e3 / max(1, r["streams"])
@@ -211,8 +224,10 @@ def report(r: dict, args: argparse.Namespace) -> None:
     lines = [
         f"{args.watchers:,} buyers joined ({r['joined'] / r['join_seconds']:,.0f} joins/s), then "
         f"each opened a WatchQueue stream through {path} from {CLIENT_PROCESSES} client "
-        f"processes; the queue admits {RATE}/min, so every place changes every second. "
-        f"One queue_svc process; everything on one {machine()}.",
+        f"processes, {args.open_rate:g} new streams a second. The queue admits {RATE}/min, so "
+        f"every place changes every second; a watcher hears of it at once within the first "
+        f"{NEAR_FRONT} places, further back on a {SIGNIFICANT_MOVE:.0%} move or every "
+        f"{MAX_SILENCE_SECONDS:g} s. One queue_svc process; everything on one {machine()}.",
         "",
         "| measure | value |",
         "| --- | ---: |",

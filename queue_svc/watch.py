@@ -6,6 +6,8 @@ watcher's position follows from that copy without another call. Only watchers wh
 admitter has passed (admitted, dropped, left) or whose slot is not known yet (the pre-queue
 just sealed) are looked up, in one batch. Watching keeps the place: the watchers are touched
 in batches twice per liveness epoch. 10,000 watchers cost one read per tick, not 10,000.
+Which changes a watcher hears of is the domain's rule (``domain.worth_pushing``): every move
+near the front, bigger moves further back, and something at least every few seconds.
 """
 
 from __future__ import annotations
@@ -36,12 +38,12 @@ class Watcher:
     def silent_for(self, now: float) -> float:
         return now - self.pushed_at
 
-    def unchanged(self, state: domain.EntryState, position: int, paused: bool, now: float) -> bool:
+    def unchanged(self, state: EntryState, position: int, paused: bool, now: float) -> bool:
         """Cheaply, before an entry is built: nothing the watcher would hear of."""
         last = self.last
         if last.state is not state or (last.estimated_wait is None) != paused:
             return False
-        if state is domain.EntryState.WAITING:
+        if state is EntryState.WAITING:
             silent_for = self.silent_for(now)
             return not domain.move_worth_telling(last.position, position, silent_for=silent_for)
         return self.silent_for(now) < domain.MAX_SILENCE_SECONDS

@@ -159,9 +159,10 @@ _CLUSTER = """\
       envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
         "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
         explicit_http_config:
-          # A new upstream connection every 32 concurrent calls: the kernel spreads connections
-          # over a service's worker processes (SO_REUSEPORT), so load spreads over cores.
-          http2_protocol_options: { max_concurrent_streams: 32 }
+          # Unary services: a new upstream connection every 32 concurrent calls, so the kernel
+          # spreads connections over a service's worker processes (SO_REUSEPORT) and load over
+          # cores. The queue carries long-lived watch streams: 1,000 per connection.
+          http2_protocol_options: { max_concurrent_streams: $streams }
     # Envoy's defaults (1024 requests in flight) would cap the waiting room's watchers.
     circuit_breakers:
       thresholds:
@@ -358,7 +359,10 @@ def _endpoints(ports: list[int]) -> str:
 
 
 def _cluster(name: str, ports: list[int]) -> str:
-    return Template(_CLUSTER).substitute(name=name, endpoints=_endpoints(ports))
+    streams = 1000 if name == "queue" else 32
+    return Template(_CLUSTER).substitute(
+        name=name, endpoints=_endpoints(ports), streams=streams
+    )
 
 
 def clusters_yaml(config: StackConfig, settings: GatewaySettings | None = None) -> str:
