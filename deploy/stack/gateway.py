@@ -360,9 +360,7 @@ def _endpoints(ports: list[int]) -> str:
 
 def _cluster(name: str, ports: list[int]) -> str:
     streams = 1000 if name == "queue" else 32
-    return Template(_CLUSTER).substitute(
-        name=name, endpoints=_endpoints(ports), streams=streams
-    )
+    return Template(_CLUSTER).substitute(name=name, endpoints=_endpoints(ports), streams=streams)
 
 
 def clusters_yaml(config: StackConfig, settings: GatewaySettings | None = None) -> str:
