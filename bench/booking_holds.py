@@ -31,32 +31,18 @@ from pathlib import Path
 
 import grpc
 import psycopg
-from google.protobuf import timestamp_pb2
+from common import free_layout, ts
 from ticketing.booking.v1 import booking_pb2, booking_pb2_grpc
 from ticketing.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from ticketing.common.v1 import common_pb2
 
 from deploy.stack.keys import mint_token
-from deploy.stack.ports import SPAN, Ports, is_port_free
 from deploy.stack.postgres import bin_dir
 from deploy.stack.state import StackConfig, StateDir
 
 ROOT = Path(__file__).resolve().parent.parent
 TICKETING = Path(sys.executable).parent / "ticketing"
 RESULTS = ROOT / "bench" / "RESULTS.md"
-
-
-def free_layout() -> Ports:
-    for base in range(24000, 31000, SPAN + 3):
-        if all(is_port_free(p) for p in range(base, base + SPAN + 1)):
-            return Ports(gateway=base + SPAN, base=base)
-    raise SystemExit("no free ports")
-
-
-def ts(value: dt.datetime) -> timestamp_pb2.Timestamp:
-    out = timestamp_pb2.Timestamp()
-    out.FromDatetime(value)
-    return out
 
 
 def create_event(stub, metadata, *, rows: int, seats: int, day: int) -> tuple[str, list[str]]:

@@ -30,12 +30,12 @@ import urllib.request
 from pathlib import Path
 
 import grpc
-from google.protobuf import timestamp_pb2
+from common import free_layout, ts
 from ticketing.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from ticketing.common.v1 import common_pb2
 
 from deploy.stack.keys import mint_token
-from deploy.stack.ports import SPAN, Ports, is_port_free
+from deploy.stack.ports import SPAN
 from deploy.stack.state import StateDir
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,13 +43,6 @@ TICKETING = Path(sys.executable).parent / "ticketing"
 RESULTS = ROOT / "bench" / "RESULTS.md"
 
 CEILING_ENVOY = (ROOT / "bench" / "ceiling_envoy.yaml.tmpl").read_text()
-
-
-def free_layout() -> Ports:
-    for base in range(24000, 31000, SPAN + 3):
-        if all(is_port_free(p) for p in range(base, base + SPAN + 3)):
-            return Ports(gateway=base + SPAN, base=base)
-    raise SystemExit("no free ports")
 
 
 def ensure_wrk() -> str:
@@ -87,12 +80,6 @@ def wrk(url: str, connections: int, duration: int) -> dict[str, float]:
 def _ms(text: str) -> float:
     value, unit = re.match(r"([\d.]+)(\w+)", text).groups()
     return float(value) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
-
-
-def ts(value: dt.datetime) -> timestamp_pb2.Timestamp:
-    out = timestamp_pb2.Timestamp()
-    out.FromDatetime(value)
-    return out
 
 
 def create_event(stub, metadata, seats: int, day: int) -> str:

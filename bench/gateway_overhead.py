@@ -39,11 +39,11 @@ from dataclasses import replace
 from pathlib import Path
 
 import grpc
+from common import free_layout
 from ticketing.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 
 from deploy.stack import gateway
 from deploy.stack.keys import mint_token
-from deploy.stack.ports import SPAN, Ports, is_port_free
 from deploy.stack.state import StateDir
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,13 +51,6 @@ TICKETING = Path(sys.executable).parent / "ticketing"
 RESULTS = ROOT / "bench" / "RESULTS.md"
 EVENT_ID = "03a67087-67cc-5c61-b94c-c5f5e083f9f7"
 METHOD = "/ticketing.catalog.v1.CatalogService/GetEvent"
-
-
-def free_layout() -> Ports:
-    for base in range(31000, 24000, -(SPAN + 3)):
-        if all(is_port_free(p) for p in range(base, base + SPAN + 3)):
-            return Ports(gateway=base + SPAN, base=base)
-    raise SystemExit("no free ports")
 
 
 def ensure_h2load() -> str:

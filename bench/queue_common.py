@@ -17,12 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
-from google.protobuf import timestamp_pb2
+from common import free_layout, ts
 from ticketing.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from ticketing.common.v1 import common_pb2
 
 from deploy.stack.keys import claims_for, ensure_keys, mint_token, sign
-from deploy.stack.ports import SPAN, Ports, is_port_free
+from deploy.stack.ports import Ports
 from deploy.stack.state import StackConfig, StateDir, read_stack
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -60,13 +60,6 @@ class BenchStack:
         return [sign(key, claims_for(user, ttl=3600)) for user in users]
 
 
-def free_layout(start: int = 24000) -> Ports:
-    for base in range(start, 31000, SPAN + 3):
-        if all(is_port_free(p) for p in range(base, base + SPAN + 3)):
-            return Ports(gateway=base + SPAN, base=base)
-    raise SystemExit("no free ports")
-
-
 @contextmanager
 def bench_stack(*, start: int = 24000) -> Iterator[BenchStack]:
     """`ticketing up --detach --demo-data none` on free ports; `down` and cleanup on exit."""
@@ -81,12 +74,6 @@ def bench_stack(*, start: int = 24000) -> Iterator[BenchStack]:
     finally:
         subprocess.run([*base, "down"], check=False, stdout=subprocess.DEVNULL)
         shutil.rmtree(state, ignore_errors=True)
-
-
-def ts(value: dt.datetime) -> timestamp_pb2.Timestamp:
-    out = timestamp_pb2.Timestamp()
-    out.FromDatetime(value)
-    return out
 
 
 def queue_event(
