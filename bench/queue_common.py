@@ -21,7 +21,7 @@ from common import free_layout, ts
 from ticketing.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from ticketing.common.v1 import common_pb2
 
-from deploy.stack.keys import claims_for, ensure_keys, mint_token, sign
+from deploy.stack.keys import claims_for, mint_token, signer
 from deploy.stack.ports import Ports
 from deploy.stack.state import StackConfig, StateDir, read_stack
 
@@ -56,8 +56,8 @@ class BenchStack:
 
     def tokens(self, users: list[str]) -> list[str]:
         """Bearer tokens for many buyers (the development key is loaded once)."""
-        key = ensure_keys(StateDir(self.state))
-        return [sign(key, claims_for(user, ttl=3600)) for user in users]
+        issuer = signer(StateDir(self.state))
+        return [issuer.sign(claims_for(user, ttl=3600)) for user in users]
 
 
 @contextmanager

@@ -24,9 +24,13 @@ from queue_svc.adapters.postgres import EventPolicies
 from queue_svc.adapters.redis_store import LEASE_KEY, LeaseLost, QueueStore
 from queue_svc.domain import Policy
 from queue_svc.service import expire_at_ms
+from ticketing_common.cancellation import checkpoint
 from ticketing_common.errors import DomainError, NotFound
 
 log = logging.getLogger("queue.admitter")
+
+# How long a stopping admitter tries to give its lease up before leaving it to lapse.
+HAND_OVER_SECONDS = 1.0
 
 
 class Admitter:
@@ -52,13 +56,34 @@ class Admitter:
         self._last_warning = 0.0
 
     async def run(self) -> None:
-        """The background job: tick until cancelled."""
-        while True:
-            try:
-                await self.tick()
-            except DomainError as exc:
-                self._warn("admitter tick failed: %s", exc.message)
-            await asyncio.sleep(self.interval)
+        """The background job: tick until cancelled, then hand the lease over, so that during
+        a sale another process goes on admitting at its next tick, not ``lease_seconds`` later.
+
+        A cancellation that a Redis call swallowed (see ``ticketing_common.cancellation``) ends
+        the loop at the next round instead of never."""
+        try:
+            while True:
+                try:
+                    await self.tick()
+                except DomainError as exc:
+                    self._warn("admitter tick failed: %s", exc.message)
+                checkpoint()
+                await asyncio.sleep(self.interval)
+        finally:
+            await self._hand_over()
+
+    async def _hand_over(self) -> None:
+        if not self.leading:
+            return
+        self.leading = False
+        try:
+            async with asyncio.timeout(HAND_OVER_SECONDS):
+                released = await self.store.release_lease(self.owner, key=self.lease_key)
+        except (DomainError, TimeoutError):
+            log.warning("admitter could not release the lease; it lapses by itself")
+            return
+        if released:
+            log.info("admitter released the lease", extra={"owner": self.owner})
 
     async def tick(self) -> int:
         """One round over the events; returns how many buyers were admitted."""

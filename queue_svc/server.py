@@ -37,6 +37,7 @@ async def create_server(settings: QueueSettings) -> ServiceServer:
     )
 
     async def close() -> None:
+        await store.aclose()
         await client.aclose()
         await pool.close()
 

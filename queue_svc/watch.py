@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator, Callable
 from queue_svc import domain
 from queue_svc.domain import Entry, EntryState, Policy, Snapshot, Standing
 from queue_svc.service import QueueService
+from ticketing_common.cancellation import checkpoint
 from ticketing_common.errors import DomainError
 
 log = logging.getLogger("queue.watch")
@@ -126,6 +127,7 @@ class _EventWatchers:
                 await asyncio.sleep(next_tick - loop.time())
                 if not self.watchers:
                     break
+                checkpoint()
                 try:
                     await self.tick()
                 except DomainError as exc:

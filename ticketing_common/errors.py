@@ -59,6 +59,7 @@ class Reason(enum.StrEnum):
     SALE_CLOSED = "SALE_CLOSED"
     WEBHOOK_SIGNATURE_INVALID = "WEBHOOK_SIGNATURE_INVALID"
     NOT_IN_QUEUE = "NOT_IN_QUEUE"
+    MALFORMED_REQUEST = "MALFORMED_REQUEST"  # bytes that do not parse as the request message
 
 
 class DomainError(Exception):

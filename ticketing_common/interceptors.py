@@ -7,7 +7,10 @@ Every service installs ``ServiceInterceptor``. Around each call it
   domain, metadata) in ``grpc-status-details-bin``, which Envoy's transcoder renders as JSON with
   the matching HTTP code;
 - turns ``NotImplementedError`` into UNIMPLEMENTED and any other exception into INTERNAL
-  (logged with its traceback), so nothing a client sends can crash a service.
+  (logged with its traceback), so nothing a client sends can crash a service;
+- answers a request whose bytes do not parse as its message (bad UTF-8 in a string field, a
+  truncated varint: what a REST query like ``?term=%ff`` becomes once transcoded) with
+  INVALID_ARGUMENT (reason MALFORMED_REQUEST) instead of gRPC's own UNKNOWN.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from ticketing_common.errors import ERROR_DOMAIN, DomainError, Kind, Reason
+from ticketing_common.errors import ERROR_DOMAIN, DomainError, InvalidArgument, Kind, Reason
 from ticketing_common.identity import REQUEST_ID_HEADER, USER_HEADER
 from ticketing_common.logs import request_id_var, user_id_var
 
@@ -66,6 +69,36 @@ async def _abort(context: grpc.aio.ServicerContext, exc: BaseException, method: 
         await context.abort(status.code, status.details, status.trailing_metadata)
 
 
+class _Undecodable:
+    """What the deserializer hands on for bytes that do not parse: the handler, which can set a
+    status (a deserializer cannot), answers INVALID_ARGUMENT."""
+
+    __slots__ = ("cause",)
+
+    def __init__(self, cause: Exception) -> None:
+        self.cause = cause
+
+    def error(self, method: str) -> InvalidArgument:
+        return InvalidArgument(
+            f"the request could not be decoded: {self.cause}",
+            reason=Reason.MALFORMED_REQUEST,
+            metadata={"method": method},
+        )
+
+
+def _tolerant(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserialize is None:
+        return None
+
+    def parse(data: bytes) -> Any:
+        try:
+            return deserialize(data)
+        except Exception as exc:  # protobuf's DecodeError, or whatever a custom parser raises
+            return _Undecodable(exc)
+
+    return parse
+
+
 def _enter(context: grpc.aio.ServicerContext) -> None:
     metadata = dict((k, v) for k, v in (context.invocation_metadata() or ()) if isinstance(v, str))
     request_id_var.set(metadata.get(REQUEST_ID_HEADER) or uuid.uuid4().hex)
@@ -77,6 +110,8 @@ def _wrap_unary(behavior: Callable[..., Any], method: str) -> Callable[..., Awai
         _enter(context)
         started = time.perf_counter()
         try:
+            if isinstance(request, _Undecodable):
+                raise request.error(method)
             result = behavior(request, context)
             if inspect.isawaitable(result):
                 result = await result
@@ -98,6 +133,8 @@ def _wrap_stream(behavior: Callable[..., Any], method: str) -> Callable[..., Asy
     async def handler(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         _enter(context)
         try:
+            if isinstance(request, _Undecodable):
+                raise request.error(method)
             result = behavior(request, context)
             if inspect.isawaitable(result):
                 await result  # a handler that writes with context.write()
@@ -107,6 +144,31 @@ def _wrap_stream(behavior: Callable[..., Any], method: str) -> Callable[..., Asy
         except grpc.aio.AbortError:
             raise
         except Exception as exc:
+            await _abort(context, exc, method)
+
+    return handler
+
+
+def _wrap_bidi(behavior: Callable[..., Any], method: str) -> Callable[..., Awaitable[Any]]:
+    """Client- and bidi-streaming methods (reflection): an undecodable message in the stream
+    ends the call with INVALID_ARGUMENT; everything else passes through untouched."""
+
+    async def checked(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+        async for request in requests:
+            if isinstance(request, _Undecodable):
+                raise request.error(method)
+            yield request
+
+    async def handler(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> Any:
+        try:
+            result = behavior(checked(requests), context)
+            if inspect.isawaitable(result):
+                return await result
+            async for item in result:
+                await context.write(item)
+        except grpc.aio.AbortError:
+            raise
+        except DomainError as exc:
             await _abort(context, exc, method)
 
     return handler
@@ -122,17 +184,30 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         if handler is None:
             return handler
         method = handler_call_details.method
+        parse = _tolerant(handler.request_deserializer)
+        serialize = handler.response_serializer
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
                 _wrap_unary(handler.unary_unary, method),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
+                request_deserializer=parse,
+                response_serializer=serialize,
             )
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
                 _wrap_stream(handler.unary_stream, method),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
+                request_deserializer=parse,
+                response_serializer=serialize,
             )
-        # Client- and bidi-streaming methods (reflection) pass through untouched.
+        if handler.stream_stream:
+            return grpc.stream_stream_rpc_method_handler(
+                _wrap_bidi(handler.stream_stream, method),
+                request_deserializer=parse,
+                response_serializer=serialize,
+            )
+        if handler.stream_unary:
+            return grpc.stream_unary_rpc_method_handler(
+                _wrap_bidi(handler.stream_unary, method),
+                request_deserializer=parse,
+                response_serializer=serialize,
+            )
         return handler

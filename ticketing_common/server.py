@@ -8,7 +8,6 @@ Tests call ``create_server`` with ``listen="127.0.0.1:0"`` and read ``server.por
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ctypes
 import dataclasses
 import logging
@@ -26,6 +25,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
 from ticketing_common import logs
+from ticketing_common.cancellation import checkpoint
 from ticketing_common.health import MeshHealthServicer
 from ticketing_common.interceptors import ServiceInterceptor
 from ticketing_common.reflection import DocumentedReflectionServicer
@@ -42,6 +42,8 @@ PUBLIC_SERVICES = (
 )
 
 MAX_MESSAGE_BYTES = 32 * 1024 * 1024
+# How long a stopping process waits for its background jobs (admitter, CDC loop) to finish.
+BACKGROUND_STOP_SECONDS = 5.0
 
 S = TypeVar("S", bound=BaseSettings)
 Cleanup = Callable[[], Awaitable[None]]
@@ -76,11 +78,7 @@ class ServiceServer:
     async def stop(self, grace: float) -> None:
         """NOT_SERVING first so balancers move away, then drain in-flight calls, then close."""
         await self.health.enter_graceful_shutdown()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await self._stop_background()
         await self.server.stop(grace)
         await self.health.close()
         for cleanup in reversed(self.cleanups):
@@ -88,6 +86,29 @@ class ServiceServer:
                 await cleanup()
             except Exception:
                 log.exception("cleanup failed")
+
+    async def _stop_background(self) -> None:
+        """Cancel the background jobs and wait for them, but never forever: a job stuck on a
+        dependency that does not answer must not keep the process from stopping."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + BACKGROUND_STOP_SECONDS
+        stuck = set(self._tasks)
+        while stuck and loop.time() < deadline:
+            # Again every round: a library may have swallowed the last one
+            # (ticketing_common.cancellation).
+            for task in stuck:
+                task.cancel()
+            _, stuck = await asyncio.wait(stuck, timeout=min(0.2, deadline - loop.time()))
+        for task in stuck:
+            log.warning(
+                "background job %s did not stop within %.0f s; leaving it",
+                task.get_name(),
+                BACKGROUND_STOP_SECONDS,
+            )
+        for task in self._tasks:
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                log.error("background job %s failed: %s", task.get_name(), task.exception())
+        self._tasks.clear()
 
 
 async def _guard(job: Callable[[], Awaitable[None]]) -> None:
@@ -99,6 +120,7 @@ async def _guard(job: Callable[[], Awaitable[None]]) -> None:
         except asyncio.CancelledError:
             raise
         except Exception:
+            checkpoint()  # not restarted when it failed because it was being stopped
             log.exception("background job %s crashed; restarting in 1 s", job)
             await asyncio.sleep(1)
 

@@ -8,6 +8,7 @@ jwt_authn filter reads. Nothing here is ever committed: the state directory is g
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import json
 import time
@@ -100,8 +101,45 @@ def claims_for(
     }
 
 
-def sign(key: rsa.RSAPrivateKey, claims: dict[str, Any]) -> str:
-    return jwt.encode(claims, key, algorithm=ALGORITHM, headers={"kid": key_id(key)})
+def sign(key: rsa.RSAPrivateKey, claims: dict[str, Any], kid: str | None = None) -> str:
+    headers = {"kid": kid or key_id(key)}
+    return jwt.encode(claims, key, algorithm=ALGORITHM, headers=headers)
+
+
+@dataclasses.dataclass(frozen=True)
+class Signer:
+    """The development key, parsed once, with its ``kid``: minting is one RSA signature."""
+
+    key: rsa.RSAPrivateKey
+    kid: str
+
+    def sign(self, claims: dict[str, Any]) -> str:
+        return sign(self.key, claims, kid=self.kid)
+
+
+# Per key file: the file's (mtime, size) when it was parsed, and its signer. A key file that
+# changes (a new state directory at the same path) is parsed again.
+_signers: dict[Path, tuple[tuple[int, int], Signer]] = {}
+
+
+def signer(state: StateDir) -> Signer:
+    """The stack's signer, generating the key pair (and the JWKS) the first time."""
+    path = private_key_path(state).absolute()
+    cached = _signers.get(path)
+    if cached is not None and cached[0] == _stamp(path):
+        return cached[1]
+    key = ensure_keys(state)
+    found = Signer(key, key_id(key))
+    _signers[path] = (_stamp(path), found)
+    return found
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return (-1, -1)
+    return (info.st_mtime_ns, info.st_size)
 
 
 def mint_token(
@@ -112,6 +150,9 @@ def mint_token(
     audience: str = AUDIENCE,
     **overrides: Any,
 ) -> str:
-    """A token for ``user`` signed by the stack's development key; overrides replace claims."""
+    """A token for ``user`` signed by the stack's development key; overrides replace claims.
+
+    The key is parsed once per process (not once per token) and the JWKS, which Envoy
+    watches, is written only when it does not already publish the key."""
     claims = claims_for(user, role=role, ttl=ttl, audience=audience) | overrides
-    return sign(ensure_keys(state), claims)
+    return signer(state).sign(claims)

@@ -39,6 +39,7 @@ from typing import Any
 
 import redis.asyncio as redis
 from redis.commands.core import AsyncScript
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError
 
 from queue_svc.domain import (
@@ -405,6 +406,12 @@ if not cur then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 end
 return 0
 """
 
+# Give the lease up, if this process still holds it (compare and delete).
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
 
 def _script(body: str) -> str:
     prelude = _PRELUDE % {"block": BLOCK, "epochs": ALIVE_EPOCHS, "draw_span": DRAW_SPAN}
@@ -559,6 +566,17 @@ class Coalescer:
             for *_, future in batch:
                 if not future.done():
                     future.set_exception(exc)
+        finally:
+            # Cancelled (the process is stopping) or anything else that escaped: no caller may
+            # be left waiting on an answer that will never come.
+            for *_, future in batch:
+                if not future.done():
+                    future.set_exception(RedisConnectionError("the call was abandoned"))
+
+    async def aclose(self) -> None:
+        """Wait for the batches in flight (their callers get their answers), then stop."""
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
 class QueueStore:
@@ -593,6 +611,7 @@ class QueueStore:
         self._stats = register(_script(_STATS))
         self._control = register(_script(_CONTROL))
         self._lease = register(_LEASE)
+        self._release = register(_RELEASE)
 
     @property
     def epoch_ms(self) -> int:
@@ -734,6 +753,16 @@ class QueueStore:
         """Take or renew the admitter's lease; False while another process holds it."""
         async with self._call():
             return bool(await self._lease(keys=[key], args=[owner, ttl_ms]))
+
+    async def release_lease(self, owner: str, *, key: str = LEASE_KEY) -> bool:
+        """Give the lease up (another process takes it at its next tick); False if it had
+        already passed to someone else."""
+        async with self._call():
+            return bool(await self._release(keys=[key], args=[owner]))
+
+    async def aclose(self) -> None:
+        """Let the calls in flight finish; the caller closes the Redis client after."""
+        await self._coalescer.aclose()
 
     async def events(self) -> list[str]:
         async with self._call():

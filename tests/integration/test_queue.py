@@ -121,7 +121,7 @@ def wait_for(predicate, timeout: float, every: float = 0.25):
 
 # --- A thousand buyers ----------------------------------------------------------------------
 
-RATE = 3000  # per minute: 50 a second, the thousand in about 20 s
+RATE = 6000  # per minute: 100 a second, the thousand in about 10 s
 PRE_QUEUE = 500
 AFTER_OPENING = 500
 

@@ -6,6 +6,7 @@ twice (with a control run that shows the test sees the violation when the lease 
 import asyncio
 import datetime as dt
 import random
+import time
 import uuid
 
 import grpc
@@ -20,6 +21,7 @@ from queue_svc.admitter import Admitter
 from queue_svc.domain import DRAW_SPAN, PreQueue, Standing
 from tests.helpers import make_event, make_venue, ts
 from ticketing_common.db import open_pool
+from ticketing_common.redis_client import open_redis
 
 pytestmark = pytest.mark.integration
 
@@ -27,8 +29,10 @@ FAR = 4_102_444_800_000  # 2100-01-01, in ms: keys outlive the test
 
 
 def own_redis(stack) -> aioredis.Redis:
-    """The stack's Redis, in a database of the tests' own: the stack's admitter stays out."""
-    return aioredis.Redis.from_url(stack.redis_url.rsplit("/", 1)[0] + "/1")
+    """The stack's Redis, in a database of the tests' own: the stack's admitter stays out. The
+    services' client shape, with timeouts long enough for a slow machine: a call that gets no
+    answer fails the test instead of hanging it."""
+    return open_redis(stack.redis_url.rsplit("/", 1)[0] + "/1", timeout_seconds=10)
 
 
 @pytest.fixture
@@ -216,3 +220,111 @@ async def test_control_admitters_without_a_shared_lease_overrun_the_pace(stack, 
     keys = [f"queue:test-lease:{uuid.uuid4().hex}" for _ in range(3)]
     admitted = await run_admitters(stack, event_id, keys)
     assert per_minute(admitted) > RATE * 1.5
+
+
+# --- Stopping ---------------------------------------------------------------------------------
+
+
+async def test_an_admitter_stops_every_time_it_is_cancelled(stack, open_event):
+    """Cancelled at random moments of its ticks, forty times, an admitter ends every time.
+
+    The cause of an old hang: Python 3.11's asyncio.wait_for, which redis-py wraps around every
+    command it sends, swallows a cancellation that lands as the send completes, and the
+    admitter, which only waited for CancelledError, ticked on for ever. Most of these forty
+    cancellations fell into that window before the admitter checked ``Task.cancelling()``."""
+    event_id = open_event(RATE)
+    key = f"queue:test-lease:{uuid.uuid4().hex}"
+    client = own_redis(stack)
+    pool = await open_pool(stack.database_url, max_size=2, name="queue-test")
+    rng = random.Random(7)
+    stopped, slowest = 0, 0.0
+    try:
+        store = QueueStore(client, grace_seconds=60)
+        await join_all(store, event_id, [f"cancel-{i}" for i in range(500)], open_ms=0)
+        policies = EventPolicies(pool)
+        for trial in range(40):
+            admitter = Admitter(
+                store, policies, interval_seconds=0, owner=f"cancel-{trial}", lease_key=key
+            )
+            running = asyncio.create_task(admitter.run())
+            await asyncio.sleep(rng.uniform(0.001, 0.03))
+            started = time.monotonic()
+            running.cancel()
+            done, _ = await asyncio.wait([running], timeout=10)
+            if done:
+                stopped += 1
+                slowest = max(slowest, time.monotonic() - started)
+            else:  # still ticking: stop it for good before failing
+                while not running.done():
+                    running.cancel()
+                    await asyncio.wait([running], timeout=0.1)
+        print(f"{stopped}/40 cancelled admitters stopped; slowest {slowest * 1000:.0f} ms")
+        assert stopped == 40
+    finally:
+        await client.delete(key)
+        await client.aclose()
+        await pool.close()
+
+
+async def test_a_stopped_admitter_hands_its_lease_over(stack, open_event):
+    """A queue process told to stop mid-sale gives the lease up as its admitter ends, so
+    another process admits at its next tick instead of after the lease lapses (3 s)."""
+    event_id = open_event(RATE)
+    key = f"queue:test-lease:{uuid.uuid4().hex}"
+    clients = [own_redis(stack) for _ in range(2)]
+    pool = await open_pool(stack.database_url, max_size=2, name="queue-test")
+    try:
+        store = QueueStore(clients[0], grace_seconds=60)
+        await join_all(store, event_id, [f"stop-{i}" for i in range(2000)], open_ms=0)
+        first, second = (
+            Admitter(
+                QueueStore(c, grace_seconds=60),
+                EventPolicies(pool),
+                interval_seconds=0.05,
+                owner=f"stop-{i}",
+                lease_key=key,
+            )
+            for i, c in enumerate(clients)
+        )
+        running = asyncio.create_task(first.run())
+        while not first.leading:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.3)  # mid-sale: ticking, admitting
+        assert await clients[0].get(key) == b"stop-0"
+        running.cancel()
+        await asyncio.wait_for(asyncio.gather(running, return_exceptions=True), timeout=10)
+        assert await clients[0].get(key) is None  # given up, not left to lapse
+        assert await second.tick() >= 0 and second.leading  # the next tick of another process
+        assert await clients[0].get(key) == b"stop-1"
+    finally:
+        await clients[0].delete(key)
+        for client in clients:
+            await client.aclose()
+        await pool.close()
+
+
+async def test_an_admitter_whose_redis_stops_answering_still_stops(stack):
+    """Redis accepts the connection and then says nothing (a frozen node): ticks fail with
+    the client's timeout, and a cancelled admitter ends, its hand-over bounded, instead of
+    waiting for an answer that never comes."""
+    held = []  # the connections, kept open and never answered
+    silent = await asyncio.start_server(lambda r, w: held.append(w), "127.0.0.1", 0)
+    port = silent.sockets[0].getsockname()[1]
+    client = open_redis(f"redis://127.0.0.1:{port}/0", timeout_seconds=0.5)
+    pool = await open_pool(stack.database_url, min_size=1, max_size=1, name="queue-test")
+    try:
+        admitter = Admitter(QueueStore(client, grace_seconds=60), EventPolicies(pool))
+        admitter.leading = True  # it led when the node froze: it will try to hand over
+        running = asyncio.create_task(admitter.run())
+        await asyncio.sleep(0.2)  # inside a call Redis will never answer
+        started = time.monotonic()
+        running.cancel()
+        await asyncio.wait_for(asyncio.gather(running, return_exceptions=True), timeout=10)
+        print(f"admitter on a silent Redis stopped in {(time.monotonic() - started) * 1000:.0f} ms")
+        assert running.cancelled()
+    finally:
+        for writer in held:
+            writer.close()
+        silent.close()
+        await client.aclose()
+        await pool.close()

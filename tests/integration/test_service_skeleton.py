@@ -209,3 +209,24 @@ def test_sigterm_turns_not_serving_then_exits_cleanly():
     output = proc.stdout.read()
     assert '"message": "search_svc stopping' in output
     assert '"message": "search_svc stopped"' in output
+
+
+async def test_stopping_ends_a_background_job_that_swallowed_its_cancellation():
+    """A job that lost the first cancellation (as a Redis call may on Python 3.11, see
+    ticketing_common.cancellation) still ends: the server cancels again while it waits."""
+    swallowed = []
+
+    async def job() -> None:
+        while True:
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                if swallowed:
+                    raise
+                swallowed.append(True)
+
+    server = build_server(BaseSettings(), [], background=[job])
+    await server.start()
+    await asyncio.sleep(0.05)
+    await asyncio.wait_for(server.stop(0), timeout=10)
+    assert swallowed == [True]

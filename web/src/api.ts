@@ -40,6 +40,7 @@ const REASONS: Record<string, string> = {
   NOT_ADMITTED: "This sale uses a waiting queue: join it and wait for your turn first.",
   QUEUE_NOT_ENABLED: "This event has no waiting queue.",
   NOT_IN_QUEUE: "You are not in this event's queue (any more).",
+  MALFORMED_REQUEST: "The request could not be read: check what was typed and try again.",
   SALE_NOT_OPEN: "The sale has not opened yet.",
   SALE_CLOSED: "The sale is closed.",
   EVENT_NOT_FOUND: "There is no such event.",
