@@ -25,6 +25,7 @@ class QueueSettings(BaseSettings):
     queue_user_buckets: int = 4096
 
     def validate(self) -> None:
+        super().validate()
         if self.queue_grace_seconds < 1:
             raise SettingsError("TICKETING_QUEUE_GRACE_SECONDS must be at least 1")
         if not 0 < self.queue_admit_interval_seconds <= 1:

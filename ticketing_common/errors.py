@@ -3,7 +3,7 @@
 Each error carries a ``kind`` (which canonical status it becomes at the edge) and a ``reason``,
 an UPPER_SNAKE constant that clients may branch on and that never changes meaning
 (AIP-193 ErrorInfo.reason). The gRPC layer maps them in one place:
-``ticketing_common.interceptors.ErrorMappingInterceptor``.
+``ticketing_common.interceptors.ServiceInterceptor``.
 """
 
 from __future__ import annotations
@@ -120,8 +120,3 @@ class Aborted(DomainError):
 class Unavailable(DomainError):
     kind = Kind.UNAVAILABLE
     reason = Reason.DEPENDENCY_UNAVAILABLE
-
-
-class NotImplementedYet(DomainError):
-    kind = Kind.UNIMPLEMENTED
-    reason = Reason.NOT_IMPLEMENTED

@@ -22,6 +22,12 @@ Layout, per event (the ``{event_id}`` hash tag keeps one event's keys in one clu
 ``queue:events``         set    events with a queue, for the admitter
 ``queue:admitter``       string the admitter's lease: the owning process, with a TTL
 
+The scripts are plain Lua files in ``lua/`` (package data), read once at import: each queue
+operation's file (``join.lua``, ``admit.lua``, ...) runs behind ``prelude.lua``, which declares
+the shared keys, arguments and helpers; the only substitution is the prelude's ``__BLOCK__``,
+``__ALIVE_EPOCHS__`` and ``__DRAW_SPAN__``, the constants Lua shares with the domain.
+``lease.lua`` and ``release.lua`` stand alone.
+
 About 100 bytes per waiting buyer with 36-character user ids (bench/queue_redis_memory.py).
 Every script reads the clock with Redis TIME, so all processes share one clock. Scripts touch
 keys they derive from the prefix (slot blocks, user buckets, epochs): fine on one Redis, and on a
@@ -35,6 +41,7 @@ import dataclasses
 import zlib
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from importlib import resources
 from typing import Any
 
 import redis.asyncio as redis
@@ -63,359 +70,58 @@ DROP_CHUNK = 2000
 # Buyers per batch call (TOUCH, STANDINGS).
 BATCH = 1000
 
-_PRELUDE = """
-local P = ARGV[1]
-local EPOCH_MS = tonumber(ARGV[2])
-local OPEN_MS = tonumber(ARGV[3])
-local STATE, GONE, ACTIVE = KEYS[1], KEYS[2], KEYS[3]
-local BLOCK = %(block)d
-local ALIVE_EPOCHS = %(epochs)d
-local DRAW_SPAN = %(draw_span)d
-
-local function fmt(n) return string.format('%%d', n) end
-local NOW
-do
-  local t = redis.call('TIME')
-  NOW = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
-local EPOCH = math.floor(NOW / EPOCH_MS)
-
-local function slot_key(slot) return P .. 's:' .. fmt(math.floor(slot / BLOCK)) end
-local function alive_key(k) return P .. 'alive:' .. fmt(k) end
-local function user_key(b) return P .. 'u:' .. b end
-
-local function is_alive(slot)
-  for k = EPOCH - ALIVE_EPOCHS + 1, EPOCH do
-    if redis.call('GETBIT', alive_key(k), slot) == 1 then return true end
-  end
-  return false
-end
-
-local function touch(slot)
-  local key = alive_key(EPOCH)
-  redis.call('SETBIT', key, slot, 1)
-  redis.call('PEXPIRE', key, EPOCH_MS * (ALIVE_EPOCHS + 1))
-end
-
--- Whether the line is sealed (the sale opened); seals it at the first look after opening.
-local function sealed()
-  if redis.call('HGET', STATE, 'sealed') then return true end
-  if NOW < OPEN_MS then return false end
-  if redis.call('EXISTS', STATE) == 1 then redis.call('HSET', STATE, 'sealed', '1') end
-  return true
-end
-
-local function head() return tonumber(redis.call('HGET', STATE, 'head') or '0') end
-
--- Set bits of KEY in [from, to).
-local function popcount(key, from, to)
-  if to <= from then return 0 end
-  local c = 0
-  local fb, lb = math.floor(from / 8), math.floor((to - 1) / 8)
-  if fb == lb then
-    for b = from, to - 1 do c = c + redis.call('GETBIT', key, b) end
-    return c
-  end
-  for b = from, (fb + 1) * 8 - 1 do c = c + redis.call('GETBIT', key, b) end
-  if lb - 1 >= fb + 1 then c = c + redis.call('BITCOUNT', key, fb + 1, lb - 1) end
-  for b = lb * 8, to - 1 do c = c + redis.call('GETBIT', key, b) end
-  return c
-end
-
--- kind ('w' in line, 'a' admitted, 'l' left), slot or expiry, join second
-local function parse(rec)
-  local c = string.sub(rec, 1, 1)
-  if c == 'a' then
-    local e, j = string.match(rec, '^a(%%d+):(%%d+)$')
-    return 'a', tonumber(e), tonumber(j)
-  elseif c == 'l' then
-    return 'l', -1, tonumber(string.sub(rec, 2))
-  end
-  local s, j = string.match(rec, '^(%%d+):(%%d+)$')
-  return 'w', tonumber(s), tonumber(j)
-end
-
--- {kind, slot or expiry, position, join second} of one buyer
-local function standing(ukey, user, hd, is_sealed, do_touch)
-  local rec = redis.call('HGET', ukey, user)
-  if not rec then return {'none', -1, 0, 0} end
-  local kind, x, join = parse(rec)
-  if kind == 'w' then
-    if x < hd or redis.call('GETBIT', GONE, x) == 1 then return {'dropped', x, 0, join} end
-    if do_touch then touch(x) end
-    if not is_sealed then return {'pre', x, 0, join} end
-    return {'wait', x, 1 + x - hd - popcount(GONE, hd, x), join}
-  elseif kind == 'a' then
-    if x > NOW then return {'admitted', x, 0, join} end
-    return {'expired', x, 0, join}
-  end
-  return {'left', -1, 0, join}
-end
-
--- The line's vital signs: now, waiting, active, paused, rate, cap
-local function vitals()
-  local s = redis.call('HMGET', STATE, 'waiting', 'paused', 'rate', 'cap')
-  local active = redis.call('ZCOUNT', ACTIVE, '(' .. fmt(NOW), '+inf')
-  return {NOW, tonumber(s[1] or '0'), active, s[2] or '', s[3] or '', s[4] or ''}
-end
-
--- One bulk string of '|'-separated fields: far cheaper for the client to read than an array.
-local function packed(out)
-  for i, v in ipairs(out) do
-    if type(v) == 'number' then out[i] = fmt(v) end
-  end
-  return table.concat(out, '|')
-end
-
-local function reply(st)
-  local out = vitals()
-  for _, v in ipairs(st) do out[#out + 1] = v end
-  return packed(out)
-end
-"""
-
-_JOIN = """
-local ukey, user, bucket, expire_at = KEYS[4], ARGV[4], ARGV[5], ARGV[7]
-local is_sealed = sealed()
-local st = standing(ukey, user, head(), is_sealed, true)
-if st[1] == 'pre' or st[1] == 'wait' or st[1] == 'admitted' then return reply(st) end
-
--- The buyer now at slot j moves to the new slot i (inside-out Fisher-Yates), with its bits.
-local function move(j, i)
-  local v = redis.call('HGET', slot_key(j), fmt(j % BLOCK))
-  redis.call('HSET', slot_key(i), fmt(i % BLOCK), v)
-  redis.call('PEXPIREAT', slot_key(i), expire_at)
-  local b, mover = string.match(v, '^(%d+):(.*)$')
-  local mkey = user_key(b)
-  local rec = redis.call('HGET', mkey, mover)
-  if rec then
-    local kind, x, join = parse(rec)
-    if kind == 'w' and x == j then redis.call('HSET', mkey, mover, fmt(i) .. ':' .. fmt(join)) end
-  end
-  redis.call('SETBIT', GONE, i, redis.call('GETBIT', GONE, j))
-  for k = EPOCH - ALIVE_EPOCHS + 1, EPOCH do
-    local key = alive_key(k)
-    if redis.call('EXISTS', key) == 1 then
-      redis.call('SETBIT', key, i, redis.call('GETBIT', key, j))
-      redis.call('SETBIT', key, j, 0)
-    end
-  end
-end
-
-local i = redis.call('HINCRBY', STATE, 'n', 1) - 1
-local waiting = redis.call('HINCRBY', STATE, 'waiting', 1)
-local slot = i
-if not is_sealed then
-  slot = math.min(i, math.floor(tonumber(ARGV[6]) / DRAW_SPAN * (i + 1)))
-  if slot ~= i then move(slot, i) end
-end
-local join = math.floor(NOW / 1000)
-redis.call('HSET', slot_key(slot), fmt(slot % BLOCK), bucket .. ':' .. user)
-redis.call('HSET', ukey, user, fmt(slot) .. ':' .. fmt(join))
-redis.call('SETBIT', GONE, slot, 0)
-touch(slot)
-redis.call('SADD', KEYS[5], ARGV[8])
-for _, key in ipairs({STATE, GONE, ukey, slot_key(slot)}) do
-  redis.call('PEXPIREAT', key, expire_at)
-end
-if is_sealed then return reply({'wait', slot, waiting, join}) end
-return reply({'pre', slot, 0, join})
-"""
-
-_POSITION = """
-local is_sealed = sealed()
-return reply(standing(KEYS[4], ARGV[4], head(), is_sealed, true))
-"""
-
-_LEAVE = """
-local ukey, user = KEYS[4], ARGV[4]
-local st = standing(ukey, user, head(), sealed(), false)
-local kind = st[1]
-if kind == 'none' then return reply(st) end
-if kind == 'pre' or kind == 'wait' then
-  redis.call('SETBIT', GONE, st[2], 1)
-  redis.call('HINCRBY', STATE, 'waiting', -1)
-elseif kind == 'admitted' then
-  redis.call('ZREM', ACTIVE, user)
-end
-if kind ~= 'left' then redis.call('HSET', ukey, user, 'l' .. fmt(st[4])) end
-return reply({'left', -1, 0, st[4]})
-"""
-
-# ARGV[4..]: bucket, user pairs. Reply: vitals, sealed, head, then 4 fields per buyer.
-_STANDINGS = """
-local is_sealed = sealed()
-local hd = head()
-local out = vitals()
-out[#out + 1] = is_sealed and 1 or 0
-out[#out + 1] = hd
-for a = 4, #ARGV, 2 do
-  local st = standing(user_key(ARGV[a]), ARGV[a + 1], hd, is_sealed, false)
-  for _, v in ipairs(st) do out[#out + 1] = v end
-end
-return packed(out)
-"""
-
-# ARGV[4..]: bucket, user pairs of watchers: their places are kept.
-_TOUCH = """
-local hd = head()
-local touched = 0
-for a = 4, #ARGV, 2 do
-  local rec = redis.call('HGET', user_key(ARGV[a]), ARGV[a + 1])
-  if rec then
-    local kind, x = parse(rec)
-    if kind == 'w' and x >= hd and redis.call('GETBIT', GONE, x) == 0 then
-      touch(x)
-      touched = touched + 1
-    end
-  end
-end
-return touched
-"""
-
-# ARGV[4]: the highest slot of interest. Reply: vitals, sealed, head, n, gone bits from head.
-_SNAPSHOT = """
-local is_sealed = sealed()
-local hd = head()
-local upto = tonumber(ARGV[4])
-local out = vitals()
-out[#out + 1] = is_sealed and 1 or 0
-out[#out + 1] = hd
-out[#out + 1] = tonumber(redis.call('HGET', STATE, 'n') or '0')
-local gone = ''
-if upto >= hd then gone = redis.call('GETRANGE', GONE, math.floor(hd / 8), math.floor(upto / 8)) end
-return {packed(out), gone}
-"""
-
-# The admitter's read: vitals (after dropping expired admissions), tokens, tokens_ms, sealed.
-_PACE = """
-redis.call('ZREMRANGEBYSCORE', ACTIVE, '-inf', NOW)
-local out = vitals()
-local s = redis.call('HMGET', STATE, 'tokens', 'tokens_ms')
-out[#out + 1] = s[1] or ''
-out[#out + 1] = s[2] or ''
-out[#out + 1] = sealed() and 1 or 0
-return packed(out)
-"""
-
-# Fenced by the lease in KEYS[4]. ARGV: 4 owner, 5 limit, 6 tokens (refilled), 7 tokens_ms,
-# 8 admission ttl ms, 9 max slots to scan, 10 expire_at. Reply: admitted, dropped, head.
-_ADMIT = """
-if redis.call('GET', KEYS[4]) ~= ARGV[4] then return {-1, 0, 0} end
-if not sealed() then return {0, 0, head()} end
-local limit, tokens = tonumber(ARGV[5]), tonumber(ARGV[6])
-local ttl, max_scan = tonumber(ARGV[8]), tonumber(ARGV[9])
-local hd = head()
-local n = tonumber(redis.call('HGET', STATE, 'n') or '0')
-local admitted, dropped, scanned = 0, 0, 0
-local expire = NOW + ttl
-while admitted < limit and hd < n and scanned < max_scan do
-  if redis.call('GETBIT', GONE, hd) == 0 then
-    if is_alive(hd) then
-      local v = redis.call('HGET', slot_key(hd), fmt(hd % BLOCK))
-      local b, user = string.match(v or '', '^(%d+):(.*)$')
-      if b then
-        local ukey = user_key(b)
-        local rec = redis.call('HGET', ukey, user)
-        if rec then
-          local kind, x, join = parse(rec)
-          if kind == 'w' and x == hd then
-            redis.call('HSET', ukey, user, 'a' .. fmt(expire) .. ':' .. fmt(join))
-            redis.call('ZADD', ACTIVE, expire, user)
-            admitted = admitted + 1
-          end
-        end
-      end
-    else
-      redis.call('SETBIT', GONE, hd, 1)
-      dropped = dropped + 1
-    end
-  end
-  hd = hd + 1
-  scanned = scanned + 1
-  if hd % BLOCK == 0 then redis.call('DEL', slot_key(hd - 1)) end
-end
-local left = string.format('%.6f', math.max(0, tokens - admitted))
-redis.call('HSET', STATE, 'head', hd, 'tokens', left, 'tokens_ms', ARGV[7])
-if admitted + dropped > 0 then redis.call('HINCRBY', STATE, 'waiting', -(admitted + dropped)) end
-if admitted > 0 then
-  redis.call('HINCRBY', STATE, 'admitted', admitted)
-  redis.call('ZADD', KEYS[5], NOW, fmt(NOW) .. ':' .. fmt(admitted))
-  redis.call('PEXPIREAT', ACTIVE, ARGV[10])
-end
-redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', NOW - 60000)
-redis.call('PEXPIRE', KEYS[5], 120000)
-return {admitted, dropped, hd}
-"""
-
-# The sweeper's read: now, head, n, then gone and the alive bitmaps from head's byte to n's.
-_SWEEP_READ = """
-local hd = head()
-local n = tonumber(redis.call('HGET', STATE, 'n') or '0')
-local out = {NOW, hd, n}
-if n <= hd then return out end
-local first, last = math.floor(hd / 8), math.floor((n - 1) / 8)
-out[#out + 1] = redis.call('GETRANGE', GONE, first, last)
-for k = EPOCH - ALIVE_EPOCHS + 1, EPOCH do
-  out[#out + 1] = redis.call('GETRANGE', alive_key(k), first, last)
-end
-return out
-"""
-
-# ARGV[4..]: slots the sweeper found stale; each is checked again here.
-_DROP = """
-local hd = head()
-local n = tonumber(redis.call('HGET', STATE, 'n') or '0')
-local dropped = 0
-for a = 4, #ARGV do
-  local slot = tonumber(ARGV[a])
-  if slot >= hd and slot < n and redis.call('GETBIT', GONE, slot) == 0 and not is_alive(slot) then
-    redis.call('SETBIT', GONE, slot, 1)
-    dropped = dropped + 1
-  end
-end
-if dropped > 0 then redis.call('HINCRBY', STATE, 'waiting', -dropped) end
-return dropped
-"""
-
-# KEYS[4]: the admission log. Reply: vitals, admitted total, admitted over the last minute.
-_STATS = """
-local out = vitals()
-out[#out + 1] = tonumber(redis.call('HGET', STATE, 'admitted') or '0')
-local last = 0
-for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[4], '(' .. fmt(NOW - 60000), '+inf')) do
-  last = last + tonumber(string.match(m, ':(%d+)$'))
-end
-out[#out + 1] = last
-return packed(out)
-"""
-
-# ARGV: 4 paused ('' leaves it, '0'/'1'), 5 rate ('' leaves it), 6 cap, 7 expire_at.
-_CONTROL = """
-if ARGV[4] ~= '' then redis.call('HSET', STATE, 'paused', ARGV[4]) end
-if ARGV[5] ~= '' then redis.call('HSET', STATE, 'rate', ARGV[5]) end
-if ARGV[6] ~= '' then redis.call('HSET', STATE, 'cap', ARGV[6]) end
-if redis.call('TTL', STATE) < 0 then redis.call('PEXPIREAT', STATE, ARGV[7]) end
-return packed(vitals())
-"""
-
-_LEASE = """
-local cur = redis.call('GET', KEYS[1])
-if cur == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end
-if not cur then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 end
-return 0
-"""
-
-# Give the lease up, if this process still holds it (compare and delete).
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
+# The scripts, one file each in ``lua/`` (shipped as package data). The prelude declares the
+# keys, arguments and helpers every queue script shares; its ``__NAME__`` placeholders are the
+# only thing filled in from Python, with the constants Lua shares with the domain.
+_LUA_CONSTANTS = {
+    "__BLOCK__": BLOCK,
+    "__ALIVE_EPOCHS__": ALIVE_EPOCHS,
+    "__DRAW_SPAN__": DRAW_SPAN,
+}
 
 
-def _script(body: str) -> str:
-    prelude = _PRELUDE % {"block": BLOCK, "epochs": ALIVE_EPOCHS, "draw_span": DRAW_SPAN}
-    return prelude + body
+def _lua(name: str) -> str:
+    return (resources.files("queue_svc.adapters") / "lua" / f"{name}.lua").read_text("utf-8")
+
+
+def _prelude() -> str:
+    text = _lua("prelude")
+    for placeholder, value in _LUA_CONSTANTS.items():
+        if placeholder not in text:
+            raise RuntimeError(f"lua/prelude.lua lacks the placeholder {placeholder}")
+        text = text.replace(placeholder, str(value))
+    return text
+
+
+_PRELUDE = _prelude()
+
+
+def _script(name: str) -> str:
+    """The queue script ``lua/<name>.lua`` behind the prelude, as Redis receives it."""
+    return _PRELUDE + "\n" + _lua(name)
+
+
+# Loaded once, at import: a missing file fails here, not at the first call.
+_SCRIPTS = {
+    name: _script(name)
+    for name in (
+        "join",
+        "position",
+        "leave",
+        "standings",
+        "touch",
+        "snapshot",
+        "pace",
+        "admit",
+        "sweep_read",
+        "drop",
+        "stats",
+        "control",
+    )
+}
+# The admitter's lease: standalone scripts on one key, without the prelude.
+_LEASE = _lua("lease")
+_RELEASE = _lua("release")
 
 
 class LeaseLost(Exception):
@@ -598,18 +304,18 @@ class QueueStore:
         self._slots = asyncio.Semaphore(max_calls)
         self._coalescer = Coalescer(client)
         register = client.register_script
-        self._join = register(_script(_JOIN))
-        self._position = register(_script(_POSITION))
-        self._leave = register(_script(_LEAVE))
-        self._standings = register(_script(_STANDINGS))
-        self._touch = register(_script(_TOUCH))
-        self._snapshot = register(_script(_SNAPSHOT))
-        self._pace = register(_script(_PACE))
-        self._admit = register(_script(_ADMIT))
-        self._sweep_read = register(_script(_SWEEP_READ))
-        self._drop = register(_script(_DROP))
-        self._stats = register(_script(_STATS))
-        self._control = register(_script(_CONTROL))
+        self._join = register(_SCRIPTS["join"])
+        self._position = register(_SCRIPTS["position"])
+        self._leave = register(_SCRIPTS["leave"])
+        self._standings = register(_SCRIPTS["standings"])
+        self._touch = register(_SCRIPTS["touch"])
+        self._snapshot = register(_SCRIPTS["snapshot"])
+        self._pace = register(_SCRIPTS["pace"])
+        self._admit = register(_SCRIPTS["admit"])
+        self._sweep_read = register(_SCRIPTS["sweep_read"])
+        self._drop = register(_SCRIPTS["drop"])
+        self._stats = register(_SCRIPTS["stats"])
+        self._control = register(_SCRIPTS["control"])
         self._lease = register(_LEASE)
         self._release = register(_RELEASE)
 

@@ -2,6 +2,7 @@ import dataclasses
 
 import pytest
 
+from queue_svc.settings import QueueSettings
 from ticketing_common.settings import BaseSettings, SettingsError, load
 
 
@@ -59,3 +60,18 @@ def test_rejects_malformed_peer_list():
                 "TICKETING_PEERS": "no-equals-sign",
             },
         )
+
+
+_QUEUE_REQUIRED = {
+    "TICKETING_DATABASE_URL": "postgresql://db",
+    "TICKETING_REDIS_URL": "redis://r",
+    "TICKETING_ADMISSION_KEY": "k",
+}
+
+
+def test_the_queue_checks_the_shared_settings_too():
+    with pytest.raises(SettingsError, match="TICKETING_WORKERS must be at least 1"):
+        load(QueueSettings, _QUEUE_REQUIRED | {"TICKETING_WORKERS": "0"})
+    with pytest.raises(SettingsError, match="TICKETING_WORKERS=2 needs a fixed port"):
+        load(QueueSettings, _QUEUE_REQUIRED | {"TICKETING_WORKERS": "2"})
+    assert load(QueueSettings, _QUEUE_REQUIRED).workers == 1
