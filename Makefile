@@ -2,7 +2,8 @@
 # Both build everything they need first: the virtual environment, the Python packages (which
 # carry the real servers: Postgres, Redis, Envoy, the search engine, the fake Stripe API), the
 # node packages (buf, the web client's libraries, esbuild, playwright-core), the generated code
-# and the web client. `make test` also installs Debian's chromium for the browser tests.
+# and the web client. `make test` also installs Debian's chromium (browser tests) and prometheus
+# (the stack's metrics server; `make run` installs it too, when it runs as root).
 
 SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
@@ -21,6 +22,7 @@ help:
 	@echo "make web    build the browser client (web/dist)"
 
 run: setup
+	@tools/debian_packages.sh --optional --no-recommends prometheus
 	$(BIN)/ticketing --state-dir $(STATE_DIR) up
 
 test: setup lint browser
@@ -56,16 +58,11 @@ web/dist/.built: $(WEB_INPUTS) node_modules/.installed | gen
 	node web/build.mjs
 	touch $@
 
-# Debian's Chromium for the browser tests (playwright-core drives it; it never downloads one).
+# Debian's Chromium for the browser tests (playwright-core drives it; it never downloads one)
+# and Prometheus, the stack's metrics server, whose promtool tests the alert rules.
 browser:
-	@test -x /usr/bin/chromium || { \
-	  if [ "$$(id -u)" = 0 ]; then \
-	    apt-get update -qq && \
-	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-dejavu-core; \
-	  else \
-	    echo "the browser tests need Debian's chromium: sudo apt-get install chromium" >&2; \
-	    exit 1; \
-	  fi; }
+	@tools/debian_packages.sh chromium fonts-dejavu-core
+	@tools/debian_packages.sh --no-recommends prometheus
 
 lint: setup
 	$(BIN)/ruff check .

@@ -20,6 +20,7 @@ from google.protobuf import timestamp_pb2
 from ticketing.booking.v1 import booking_pb2
 from ticketing.common.v1 import common_pb2
 
+from booking_svc import metrics
 from booking_svc.adapters.holds import HoldLocks
 from booking_svc.adapters.payments import StripePayments
 from booking_svc.adapters.postgres import BookingRecord, BookingRepository, Hold
@@ -38,6 +39,7 @@ from booking_svc.domain import (
 from ticketing_common import admission, event_pages
 from ticketing_common.errors import DomainError, InvalidArgument, NotFound, Reason
 from ticketing_common.idempotency import run_once
+from ticketing_common.metrics import outcome_of
 
 log = logging.getLogger("booking")
 
@@ -132,6 +134,18 @@ class BookingService:
     async def reserve(
         self, user_id: str, request: booking_pb2.ReserveTicketRequest
     ) -> booking_pb2.Reservation:
+        try:
+            reservation = await self._reserve(user_id, request)
+        except Exception as exc:
+            metrics.HOLDS.labels(outcome_of(exc)).inc()
+            raise
+        metrics.HOLDS.labels("TAKEN").inc()
+        metrics.TICKETS_HELD.inc(len(reservation.ticket_ids))
+        return reservation
+
+    async def _reserve(
+        self, user_id: str, request: booking_pb2.ReserveTicketRequest
+    ) -> booking_pb2.Reservation:
         ids = ticket_ids(request.ticket_id, request.ticket_ids)
         blocked = await self._locks.take(user_id, ids)
         if blocked is not None:
@@ -196,6 +210,17 @@ class BookingService:
     async def confirm(
         self, user_id: str, request: booking_pb2.ConfirmBookingRequest
     ) -> booking_pb2.Booking:
+        try:
+            booking = await self._confirm(user_id, request)
+        except Exception as exc:
+            metrics.CONFIRMS.labels(outcome_of(exc)).inc()
+            raise
+        metrics.CONFIRMS.labels("CONFIRMED").inc()
+        return booking
+
+    async def _confirm(
+        self, user_id: str, request: booking_pb2.ConfirmBookingRequest
+    ) -> booking_pb2.Booking:
         ids = ticket_ids(request.ticket_id, request.ticket_ids)
         method = request.payment_details.payment_method_id.strip()
         if not method:
@@ -248,7 +273,10 @@ class BookingService:
                     result.failure_reason,
                 )
         if result.outcome is PaymentOutcome.DECLINED:
+            metrics.PAYMENTS.labels("declined").inc()
             raise declined(result)
+        if status != "succeeded":  # a payment of this call, not a replay of an earlier one
+            metrics.PAYMENTS.labels("succeeded").inc()
         assert result.provider_payment_id is not None
         return await self._settle(booking_id, payment_id, result.provider_payment_id)
 
@@ -261,6 +289,7 @@ class BookingService:
             record = await tx.booking(booking_id)
         assert record is not None
         if wanted and sold == wanted:
+            metrics.BOOKINGS_CONFIRMED.inc()
             await self._locks.release(record.user_id, record.ticket_ids)
             await self._changed(event_id)
             return booking_to_proto(record)
@@ -269,6 +298,7 @@ class BookingService:
         refund_id = await self._payments.refund(provider_payment_id, f"refund-{booking_id}")
         async with self._repository.transaction() as tx:
             await tx.mark_refunded(booking_id, payment_id, refund_id)
+        metrics.PAYMENTS.labels("refunded").inc()
         log.warning("booking %s lost its hold while paying; refunded %s", booking_id, refund_id)
         await self._locks.release(record.user_id, record.ticket_ids)
         await self._changed(event_id)

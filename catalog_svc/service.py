@@ -15,6 +15,7 @@ import hashlib
 import logging
 
 import redis.asyncio as redis
+from prometheus_client import Counter
 from redis.exceptions import RedisError
 from ticketing.catalog.v1 import catalog_pb2
 
@@ -24,6 +25,13 @@ from catalog_svc.domain import next_hold_expiry, summarize
 from ticketing_common import event_pages
 
 log = logging.getLogger("catalog.pages")
+
+PAGES = Counter(
+    "ticketing_catalog_page_cache_total",
+    "Event pages served: hit (from Redis), miss (built from Postgres), shared (a build already"
+    " under way for the same page).",
+    ["result"],
+)
 
 _ETAG_LENGTH = 16
 
@@ -49,11 +57,14 @@ class EventPages:
                 log.info("page cache unavailable, reading Postgres: %s", exc)
             else:
                 if cached is not None:
+                    PAGES.labels("hit").inc()
                     return Page(cached[:_ETAG_LENGTH].decode(), cached[_ETAG_LENGTH:])
         key = f"{event_id}:{token!r}"
         pending = self._building.get(key)
         if pending is not None:
+            PAGES.labels("shared").inc()
             return await asyncio.shield(pending)
+        PAGES.labels("miss").inc()
         future: asyncio.Future[Page] = asyncio.get_running_loop().create_future()
         self._building[key] = future
         try:

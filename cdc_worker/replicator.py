@@ -29,6 +29,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 
+from cdc_worker import metrics
 from cdc_worker.domain import Backoff, Batch, Coalescer, HoldTimers, LagWindow
 from cdc_worker.pgoutput import decode, format_lsn
 from cdc_worker.ports import (
@@ -212,6 +213,7 @@ class Replicator:
     ) -> None:
         """Every document from Postgres into a new index, then the alias swapped to it."""
         log.info("rebuilding the search index from Postgres: %s", reason)
+        metrics.REBUILDS.inc()
         began = time.monotonic()
         retry = Backoff(0.2, 5.0)
         while True:
@@ -342,7 +344,11 @@ class Replicator:
         self._confirm(stream, batch.end_lsn)
         seen = self._now()
         for committed in batch.commit_times:
-            self._lags.add((seen - committed).total_seconds())
+            lag = (seen - committed).total_seconds()
+            self._lags.add(lag)
+            metrics.LAG.observe(max(0.0, lag))
+            metrics.LAST_LAG.set(lag)
+        metrics.TRANSACTIONS.inc(batch.transactions)
         self.counters.transactions += batch.transactions
         self.counters.changes += batch.changes
         self.counters.ticket_changes += batch.ticket_changes
@@ -352,6 +358,7 @@ class Replicator:
         if lsn > self._confirmed:
             stream.confirm(lsn)
             self._confirmed = lsn
+        metrics.RETAINED_WAL.set(max(0, stream.server_lsn - self._confirmed))
 
     def _write_documents(
         self,

@@ -28,7 +28,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from deploy.stack import control, gateway, keys, proc
+from deploy.stack import control, gateway, keys, proc, prometheus
 from deploy.stack.components import build
 from deploy.stack.ports import HOST, Ports
 from deploy.stack.postgres import Cluster
@@ -214,7 +214,13 @@ def print_endpoints(state: StateDir, config: StackConfig) -> None:
     table.add_row("search engine", config.search_url)
     table.add_row("fake stripe", config.stripe_api_base)
     for name in ("catalog", "search", "booking", "queue", "cdc-worker"):
-        table.add_row(name, f"{HOST}:{ports.of(name)}  (gRPC, plaintext)")
+        table.add_row(
+            name,
+            f"{HOST}:{ports.of(name)}  (gRPC, plaintext; "
+            f"metrics http://{HOST}:{ports.of(name + '-metrics')}/metrics)",
+        )
+    if prometheus.binary() is not None:
+        table.add_row("prometheus", f"http://{HOST}:{ports.of('prometheus')}")
     console.print(table)
     console.print(
         "Try:\n"
@@ -292,14 +298,32 @@ def cmd_status(args: argparse.Namespace, state: StateDir) -> int:
             item["name"],
             item.get("status", "?") if pid else "not running",
             str(item.get("pid") or "-") if pid else "-",
-            str(item.get("port")),
+            _ports_cell(item),
             "[green]yes[/]" if healthy else "[red]no[/]",
             why or "",
         )
     console.print(table)
+    names = {item["name"] for item in snapshot.get("components", [])}
+    if "prometheus" in names:
+        console.print(
+            f"metrics: Prometheus on http://{HOST}:{config.ports.of('prometheus')} scrapes every "
+            "process's /metrics and Envoy's /stats/prometheus"
+        )
+    elif snapshot:
+        console.print(
+            "metrics: every process serves /metrics; no Prometheus "
+            "server runs (Debian's prometheus package is not installed)"
+        )
     if not snapshot:
         console.print(f"no stack has run from {state.root}; `ticketing up` starts one")
     return 0 if healthy_all else 1
+
+
+def _ports_cell(item: dict[str, Any]) -> str:
+    """The component's port, and its metrics port."""
+    cell = str(item.get("port"))
+    metrics = (item.get("ports") or {}).get(f"{item['name']}-metrics")
+    return f"{cell} (metrics {metrics})" if metrics else cell
 
 
 def _noop() -> None:

@@ -19,6 +19,8 @@ import os
 import time
 import uuid
 
+from prometheus_client import Counter, Gauge
+
 from queue_svc import domain
 from queue_svc.adapters.postgres import EventPolicies
 from queue_svc.adapters.redis_store import LEASE_KEY, LeaseLost, QueueStore
@@ -26,11 +28,31 @@ from queue_svc.domain import Policy
 from queue_svc.service import expire_at_ms
 from ticketing_common.cancellation import checkpoint
 from ticketing_common.errors import DomainError, NotFound
+from ticketing_common.metrics import BoundedLabel
 
 log = logging.getLogger("queue.admitter")
 
 # How long a stopping admitter tries to give its lease up before leaving it to lapse.
 HAND_OVER_SECONDS = 1.0
+
+# Per event, as the leading admitter sees it at each tick (the others report nothing new).
+_EVENT_LABEL = BoundedLabel(cap=100)
+WAITING = Gauge(
+    "ticketing_queue_waiting", "Buyers waiting in line (pre-queue included).", ["event_id"]
+)
+ACTIVE = Gauge("ticketing_queue_active", "Admissions not yet expired.", ["event_id"])
+RATE = Gauge(
+    "ticketing_queue_admission_rate_per_minute",
+    "The pace the admitter lets buyers in at (0 while paused).",
+    ["event_id"],
+)
+CAP = Gauge("ticketing_queue_max_active", "Admissions allowed at once.", ["event_id"])
+ADMITTED = Counter("ticketing_queue_admitted_total", "Buyers admitted.", ["event_id"])
+DROPPED = Counter(
+    "ticketing_queue_dropped_total",
+    "Buyers dropped out (stopped watching and polling).",
+    ["event_id"],
+)
 
 
 class Admitter:
@@ -54,6 +76,7 @@ class Admitter:
         self._sweep_every = store.epoch_ms / 2000
         self._swept: dict[str, float] = {}
         self._last_warning = 0.0
+        self._reported: set[str] = set()  # the events whose line this process reported
 
     async def run(self) -> None:
         """The background job: tick until cancelled, then hand the lease over, so that during
@@ -92,6 +115,10 @@ class Admitter:
             state = "took" if leading else "lost"
             log.info("admitter %s the lease", state, extra={"owner": self.owner})
             self.leading = leading
+            if not leading:  # the new leader reports the line from now on
+                for event in self._reported:
+                    for gauge in (WAITING, ACTIVE, RATE, CAP):
+                        gauge.labels(event).set(0)
         if not leading:
             return 0
         admitted = 0
@@ -117,9 +144,15 @@ class Admitter:
 
     async def admit(self, policy: Policy) -> int:
         view = await self.store.pace(policy.event_id, open_ms=policy.open_ms)
+        event = _EVENT_LABEL(policy.event_id)
+        self._reported.add(event)
+        WAITING.labels(event).set(view.vitals.waiting)
+        ACTIVE.labels(event).set(view.vitals.active)
         if view.vitals.now_ms < policy.open_ms:
             return 0
         pace = domain.pacing(policy, view.vitals.controls)
+        RATE.labels(event).set(0 if pace.paused else pace.rate_per_minute)
+        CAP.labels(event).set(pace.max_active)
         plan = domain.plan_admissions(
             view.bucket,
             view.vitals.now_ms,
@@ -140,6 +173,8 @@ class Admitter:
             expire_at_ms=expire_at_ms(policy),
             lease_key=self.lease_key,
         )
+        ADMITTED.labels(event).inc(result.admitted)
+        DROPPED.labels(event).inc(result.dropped)
         if result.admitted or result.dropped:
             log.debug(
                 "admitted",
@@ -169,6 +204,7 @@ class Admitter:
         if not stale:
             return 0
         dropped = await self.store.drop(event_id, stale)
+        DROPPED.labels(_EVENT_LABEL(event_id)).inc(dropped)
         if dropped:
             log.info("buyers dropped out", extra={"event_id": event_id, "dropped": dropped})
         return dropped

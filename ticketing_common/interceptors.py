@@ -15,6 +15,7 @@ Every service installs ``ServiceInterceptor``. Around each call it
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 import time
@@ -30,6 +31,7 @@ from grpc_status import rpc_status
 from ticketing_common.errors import ERROR_DOMAIN, DomainError, InvalidArgument, Kind, Reason
 from ticketing_common.identity import REQUEST_ID_HEADER, USER_HEADER
 from ticketing_common.logs import request_id_var, user_id_var
+from ticketing_common.metrics import CallMetrics
 
 log = logging.getLogger("ticketing.rpc")
 
@@ -105,10 +107,40 @@ def _enter(context: grpc.aio.ServicerContext) -> None:
     user_id_var.set(metadata.get(USER_HEADER))
 
 
+def _code_of_abort(context: grpc.aio.ServicerContext) -> str:
+    """The code a handler aborted with (``context.abort`` sets it before raising)."""
+    code = context.code()
+    if isinstance(code, grpc.StatusCode):
+        return str(code.name)
+    if isinstance(code, int):
+        return next((c.name for c in grpc.StatusCode if c.value[0] == code), "UNKNOWN")
+    return "UNKNOWN"
+
+
+def _code_of(exc: BaseException) -> str:
+    """The code ``_abort`` answers ``exc`` with."""
+    status = _status_for(exc)
+    return "INTERNAL" if status is None else status.code.name
+
+
+_CALLS: dict[tuple[str, str], CallMetrics] = {}
+
+
+def _calls(method: str, grpc_type: str) -> CallMetrics:
+    found = _CALLS.get((method, grpc_type))
+    if found is None:
+        found = _CALLS[(method, grpc_type)] = CallMetrics(method, grpc_type)
+    return found
+
+
 def _wrap_unary(behavior: Callable[..., Any], method: str) -> Callable[..., Awaitable[Any]]:
+    calls = _calls(method, "unary")
+
     async def handler(request: Any, context: grpc.aio.ServicerContext) -> Any:
         _enter(context)
+        calls.started()
         started = time.perf_counter()
+        code = "OK"
         try:
             if isinstance(request, _Undecodable):
                 raise request.error(method)
@@ -117,21 +149,31 @@ def _wrap_unary(behavior: Callable[..., Any], method: str) -> Callable[..., Awai
                 result = await result
             return result
         except grpc.aio.AbortError:
+            code = _code_of_abort(context)
+            raise
+        except asyncio.CancelledError:
+            code = "CANCELLED"
             raise
         except Exception as exc:
+            code = _code_of(exc)
             await _abort(context, exc, method)
         finally:
+            seconds = time.perf_counter() - started
+            calls.handled(code, seconds)
             if not method.startswith(_QUIET_METHOD_PREFIXES):
-                log.debug(
-                    "%s done", method, extra={"duration_ms": (time.perf_counter() - started) * 1e3}
-                )
+                log.debug("%s done", method, extra={"duration_ms": seconds * 1e3})
 
     return handler
 
 
 def _wrap_stream(behavior: Callable[..., Any], method: str) -> Callable[..., AsyncIterator[Any]]:
+    calls = _calls(method, "server_stream")
+
     async def handler(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         _enter(context)
+        calls.started()
+        started = time.perf_counter()
+        code = "OK"
         try:
             if isinstance(request, _Undecodable):
                 raise request.error(method)
@@ -142,9 +184,16 @@ def _wrap_stream(behavior: Callable[..., Any], method: str) -> Callable[..., Asy
             async for item in result:
                 yield item
         except grpc.aio.AbortError:
+            code = _code_of_abort(context)
+            raise
+        except (asyncio.CancelledError, GeneratorExit):
+            code = "CANCELLED"  # the client went away (or hung up on a watch)
             raise
         except Exception as exc:
+            code = _code_of(exc)
             await _abort(context, exc, method)
+        finally:
+            calls.handled(code, time.perf_counter() - started)
 
     return handler
 

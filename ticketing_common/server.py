@@ -24,7 +24,7 @@ from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
-from ticketing_common import logs
+from ticketing_common import logs, metrics
 from ticketing_common.cancellation import checkpoint
 from ticketing_common.health import MeshHealthServicer
 from ticketing_common.interceptors import ServiceInterceptor
@@ -67,8 +67,19 @@ class ServiceServer:
     # Long-running jobs (the CDC loop, the queue's admitter) started and stopped with the server.
     background: list[Callable[[], Awaitable[None]]] = dataclasses.field(default_factory=list)
     _tasks: list[asyncio.Task[None]] = dataclasses.field(default_factory=list)
+    # Where /metrics is served (host:port; empty: nowhere) and the port it got.
+    metrics_listen: str = ""
+    metrics_port: int | None = None
+    workers: int = 1
 
     async def start(self) -> None:
+        if self.metrics_listen and self.metrics_port is None:
+            try:
+                self.metrics_port = metrics.serve(self.metrics_listen, workers=self.workers)
+            except OSError as exc:
+                raise SettingsError(
+                    f"cannot serve metrics on {self.metrics_listen}: {exc}"
+                ) from exc
         await self.server.start()
         for job in self.background:
             self._tasks.append(asyncio.create_task(_guard(job), name=getattr(job, "__name__", "")))
@@ -201,6 +212,8 @@ def build_server(
         service_names=own_names,
         cleanups=list(cleanups),
         background=list(background),
+        metrics_listen=settings.metrics_listen,
+        workers=settings.workers,
     )
 
 
@@ -214,7 +227,12 @@ async def serve(server: ServiceServer, settings: BaseSettings, component: str) -
     log.info(
         "%s serving",
         component,
-        extra={"port": server.port, "listen": settings.listen, "services": server.service_names},
+        extra={
+            "port": server.port,
+            "listen": settings.listen,
+            "services": server.service_names,
+            "metrics_port": server.metrics_port,
+        },
     )
     await stopping.wait()
     log.info(
@@ -243,10 +261,10 @@ def run(
     async def main() -> None:
         try:
             server = await create_server(settings)
+            await serve(server, settings, component)
         except SettingsError as exc:
             log.error("%s cannot start: %s", component, exc)
             raise SystemExit(2) from None
-        await serve(server, settings, component)
 
     try:
         asyncio.run(main())
@@ -260,7 +278,8 @@ def _start_siblings(workers: int) -> list[subprocess.Popen[bytes]]:
     service uses more than one core. They die with this process (parent-death signal)."""
     if workers <= 1:
         return []
-    env = os.environ | {"TICKETING_WORKERS": "1"}
+    # The siblings serve no metrics of their own (see ticketing_common.metrics).
+    env = os.environ | {"TICKETING_WORKERS": "1", "TICKETING_METRICS_LISTEN": ""}
     return [
         subprocess.Popen(sys.orig_argv, env=env, preexec_fn=_die_with_parent)
         for _ in range(workers - 1)
@@ -282,3 +301,5 @@ def _stop_siblings(siblings: list[subprocess.Popen[bytes]], grace: float) -> Non
             child.wait(timeout=grace + 5)
         except subprocess.TimeoutExpired:
             child.kill()
+            child.wait()
+        metrics.process_ended(child.pid)

@@ -36,6 +36,8 @@ class BaseSettings:
     shutdown_grace_seconds: float = 5.0
     # Processes serving the same port (SO_REUSEPORT); more than one needs a fixed port.
     workers: int = 1
+    # host:port of the Prometheus endpoint (/metrics); empty: none.
+    metrics_listen: str = ""
 
     def validate(self) -> None:
         if self.workers < 1:
@@ -44,6 +46,12 @@ class BaseSettings:
             raise SettingsError(
                 f"{env_name('workers')}={self.workers} needs a fixed port in {env_name('listen')}"
             )
+        if self.metrics_listen:
+            host, _, port = self.metrics_listen.rpartition(":")
+            if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+                raise SettingsError(
+                    f"{env_name('metrics_listen')}={self.metrics_listen!r} is not host:port"
+                )
 
 
 def env_name(field_name: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 import signal
 import sys
 from collections.abc import Callable
@@ -11,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import gateway, probes
+from . import gateway, probes, prometheus
 from .ports import HOST
 from .postgres import Cluster
 from .proc import ProcessSpec
@@ -75,6 +76,22 @@ def search_engine_binary() -> Path:
     return path
 
 
+def metrics_dir(state: StateDir, name: str) -> Path:
+    return state.run / "metrics" / name
+
+
+def fresh_metrics_dir(state: StateDir, name: str) -> Callable[[], None]:
+    """Empty the service's metrics directory before each start: the files of processes that
+    are gone would otherwise be summed with the new ones."""
+
+    def prepare() -> None:
+        path = metrics_dir(state, name)
+        shutil.rmtree(path, ignore_errors=True)
+        path.mkdir(parents=True)
+
+    return prepare
+
+
 def service_env(config: StackConfig, state: StateDir, name: str) -> dict[str, str]:
     """The environment of one service (CONTRIBUTING.md lists the variables)."""
     ports = config.ports
@@ -82,6 +99,9 @@ def service_env(config: StackConfig, state: StateDir, name: str) -> dict[str, st
     peers = ",".join(f"{service}={HOST}:{ports.of(comp)}" for service, comp in MESH.items())
     return dict(os.environ) | {
         "TICKETING_LISTEN": f"{HOST}:{ports.of(name)}",
+        "TICKETING_METRICS_LISTEN": f"{HOST}:{ports.of(name + '-metrics')}",
+        # The processes of one service sum their figures here (ticketing_common.metrics).
+        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir(state, name)),
         "TICKETING_DATABASE_URL": config.database_url,
         "TICKETING_REDIS_URL": config.redis_url,
         "TICKETING_SEARCH_URL": config.search_url,
@@ -170,6 +190,8 @@ def build(
                 spec=spec(name, _python_module(package), env=service_env(config, state, name)),
                 probe=probes.grpc_health(f"{HOST}:{ports.of(name)}"),
                 ready_timeout=60.0,
+                prepare=fresh_metrics_dir(state, name),
+                extra_ports={f"{name}-metrics": ports.of(f"{name}-metrics")},
             )
         )
     components.append(
@@ -192,6 +214,21 @@ def build(
             probe=probes.http_ok(f"http://{HOST}:{ports.of('web')}/healthz"),
         )
     )
+    program = prometheus.binary()
+    if program is not None:
+
+        def prepare_prometheus() -> None:
+            prometheus.prepare(state, config)
+
+        components.append(
+            Component(
+                name="prometheus",
+                port=ports.of("prometheus"),
+                spec=spec("prometheus", lambda: prometheus.argv(state, config, program)),
+                probe=probes.http_ok(f"http://{HOST}:{ports.of('prometheus')}/-/ready"),
+                prepare=prepare_prometheus,
+            )
+        )
     components.append(
         Component(
             name="envoy",

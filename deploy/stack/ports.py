@@ -24,11 +24,19 @@ OFFSETS: dict[str, int] = {
     "envoy-rest-origin": 5,
     # The browser client's page and development sign-in, behind the gateway (see web/).
     "web": 6,
+    # The Prometheus server scraping every process and Envoy (when Debian's prometheus is here).
+    "prometheus": 7,
     "catalog": 10,
     "search": 11,
     "booking": 12,
     "queue": 13,
     "cdc-worker": 14,
+    # Each process's /metrics, loopback only and never routed by the gateway.
+    "catalog-metrics": 20,
+    "search-metrics": 21,
+    "booking-metrics": 22,
+    "queue-metrics": 23,
+    "cdc-worker-metrics": 24,
 }
 SPAN = max(OFFSETS.values()) + 1
 

@@ -126,8 +126,13 @@ def test_down_stops_every_process_and_frees_every_port(
     up = ticketing(state_dir, "up", "--detach", "--demo-data", "none", *layout.up_args())
     assert up.returncode == 0, up.stdout + up.stderr
     pids = _pids(state_dir)
-    assert len(pids) == 12  # the supervisor and its eleven components
-    assert ticketing(state_dir, "status").returncode == 0
+    # The supervisor and its twelve components (Prometheus among them: `make test` installs it).
+    assert len(pids) == 13
+    status = ticketing(state_dir, "status")
+    assert status.returncode == 0
+    assert "booking-metrics" not in status.stdout  # shown as the booking row's metrics port
+    assert f"(metrics {layout.ports['booking-metrics']})" in status.stdout
+    assert f"Prometheus on http://127.0.0.1:{layout.ports['prometheus']}" in status.stdout
 
     down = ticketing(state_dir, "down", timeout=120)
 
