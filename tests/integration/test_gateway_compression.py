@@ -114,6 +114,15 @@ def test_small_replies_stay_uncompressed(stack):
     assert "content-encoding" not in reply.headers
 
 
+def test_the_web_clients_script_is_compressed(stack):
+    plain = rest(stack.gateway, "GET", "/app/app.js")
+    encoded = rest(stack.gateway, "GET", "/app/app.js", headers={"accept-encoding": "br"})
+    assert plain.status == encoded.status == 200
+    assert encoded.headers["content-type"].startswith("application/javascript")
+    assert encoded.headers["content-encoding"] == "br"
+    assert encoded.body == plain.body and encoded.wire_bytes < plain.wire_bytes
+
+
 @pytest.mark.parametrize("coding", ["gzip", "br"])
 def test_grpc_web_replies_are_compressed_and_still_decode(stack, biggest_event, coding):
     request = catalog_pb2.GetEventRequest(event_id=biggest_event).SerializeToString()
