@@ -1,9 +1,11 @@
 """The gateway as each kind of client reaches it, for the gateway's tests: REST and gRPC-Web over
 HTTP/1.1 (optionally from another loopback address, 127.0.0.2 say, to be another client), native
-gRPC, and Envoy's access log."""
+gRPC, and Envoy's access log. Like a browser, REST and gRPC-Web replies are decoded when the
+gateway compressed them (content-encoding gzip or br); ``wire_bytes`` is the size as sent."""
 
 from __future__ import annotations
 
+import gzip
 import http.client
 import json
 import struct
@@ -11,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import brotli
 import grpc
 
 GRPC_WEB = "application/grpc-web+proto"
@@ -21,6 +24,7 @@ class RestReply:
     status: int
     headers: dict[str, str]
     body: dict
+    wire_bytes: int = 0
 
     @property
     def reason(self) -> str | None:
@@ -36,6 +40,19 @@ class GrpcWebReply:
     grpc_message: str
     messages: list[bytes] = field(default_factory=list)
     headers: dict[str, str] = field(default_factory=dict)
+    wire_bytes: int = 0
+
+
+def decoded(raw: bytes, content_encoding: str | None) -> bytes:
+    """A body as the client reads it: the gateway's gzip or brotli (br) undone."""
+    coding = (content_encoding or "identity").strip().lower()
+    if coding == "gzip":
+        return gzip.decompress(raw)
+    if coding == "br":
+        return brotli.decompress(raw)
+    if coding == "identity":
+        return raw
+    raise AssertionError(f"the gateway sent an unexpected content-encoding: {coding!r}")
 
 
 def _connection(gateway: str, source: str | None, timeout: float) -> http.client.HTTPConnection:
@@ -63,15 +80,16 @@ def rest(
         data = json.dumps(body).encode() if body is not None else None
         connection.request(method, path, body=data, headers=sent)
         response = connection.getresponse()
-        raw = response.read()
+        wire = response.read()
         reply_headers = {k.lower(): v for k, v in response.getheaders()}
     finally:
         connection.close()
+    raw = decoded(wire, reply_headers.get("content-encoding"))
     try:
         parsed = json.loads(raw or b"{}")
     except ValueError:
         parsed = {"raw": raw.decode(errors="replace")}
-    return RestReply(response.status, reply_headers, parsed)
+    return RestReply(response.status, reply_headers, parsed, wire_bytes=len(wire))
 
 
 def grpc_web(
@@ -94,10 +112,11 @@ def grpc_web(
             "POST", method, body=struct.pack(">BI", 0, len(message)) + message, headers=sent
         )
         response = connection.getresponse()
-        raw = response.read()
+        wire = response.read()
         reply_headers = {k.lower(): v for k, v in response.getheaders()}
     finally:
         connection.close()
+    raw = decoded(wire, reply_headers.get("content-encoding"))
     messages, trailers = [], {}
     while len(raw) >= 5:
         flag, length = struct.unpack(">BI", raw[:5])
@@ -117,6 +136,7 @@ def grpc_web(
         grpc_message=found.get("grpc-message", ""),
         messages=messages,
         headers=reply_headers,
+        wire_bytes=len(wire),
     )
 
 
