@@ -56,13 +56,14 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from ticketing_common.event_types import EVENT_TYPES
+
 log = logging.getLogger(__name__)
 
 # Every demo id is uuid5(NAMESPACE, key); the namespace itself is uuid5(URL, ".../demo-data").
 NAMESPACE = uuid.UUID("3e0b1c04-e357-5026-8076-6cd9a3969523")
 SEED = "ticketing-demo-v1"
 
-EVENT_TYPES = ("concert", "sports", "theater", "comedy", "festival", "family", "conference")
 PRICE_TIERS = ("vip", "premium", "standard", "value")
 HORIZON_DAYS = 183
 
