@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
 from ticketing_common.errors import FailedPrecondition, InvalidArgument, Reason
+from ticketing_common.event_types import EVENT_TYPES
 from ticketing_common.pagination import (  # noqa: F401 (part of the catalog's rules)
     decode_page_token,
     encode_page_token,
@@ -20,7 +21,6 @@ from ticketing_common.pagination import (  # noqa: F401 (part of the catalog's r
     query_fingerprint,
 )
 
-EVENT_TYPES = ("concert", "sports", "theater", "comedy", "festival", "family", "conference")
 TICKET_STATUSES = ("available", "held", "booked")
 MAX_SEATS_PER_ROW = 500
 MAX_VENUE_CAPACITY = 200_000

@@ -21,17 +21,8 @@ from catalog_svc.domain import (
     parse_id,
 )
 from ticketing_common.errors import InvalidArgument
+from ticketing_common.event_types import EVENT_TYPE_FROM_PROTO, EVENT_TYPE_TO_PROTO
 
-EVENT_TYPE_TO_PROTO = {
-    "concert": catalog_pb2.EVENT_TYPE_CONCERT,
-    "sports": catalog_pb2.EVENT_TYPE_SPORTS,
-    "theater": catalog_pb2.EVENT_TYPE_THEATER,
-    "comedy": catalog_pb2.EVENT_TYPE_COMEDY,
-    "festival": catalog_pb2.EVENT_TYPE_FESTIVAL,
-    "family": catalog_pb2.EVENT_TYPE_FAMILY,
-    "conference": catalog_pb2.EVENT_TYPE_CONFERENCE,
-}
-EVENT_TYPE_FROM_PROTO = {v: k for k, v in EVENT_TYPE_TO_PROTO.items()}
 STATUS_TO_PROTO = {
     "available": catalog_pb2.TICKET_STATUS_AVAILABLE,
     "held": catalog_pb2.TICKET_STATUS_HELD,

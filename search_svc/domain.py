@@ -29,9 +29,9 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from catalog_svc.domain import EVENT_TYPES
 from search_svc.documents import SUMMARY_FIELDS, city_key, fold, parse_time
 from ticketing_common.errors import InvalidArgument, Reason
+from ticketing_common.event_types import EVENT_TYPES
 from ticketing_common.pagination import (
     decode_page_token,
     encode_page_token,

@@ -57,12 +57,6 @@ def booking(stack):
         yield booking_pb2_grpc.BookingServiceStub(channel)
 
 
-@pytest.fixture(scope="module")
-def db(stack):
-    with psycopg.connect(stack.database_url, autocommit=True) as conn:
-        yield conn
-
-
 _day = iter(range(600, 900, 3))
 
 

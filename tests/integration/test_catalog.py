@@ -6,12 +6,11 @@ import time
 import uuid
 
 import grpc
-import psycopg
 import pytest
 import redis
 import redis.asyncio as aioredis
 from google.protobuf import field_mask_pb2, json_format
-from ticketing.catalog.v1 import catalog_pb2, catalog_pb2_grpc
+from ticketing.catalog.v1 import catalog_pb2
 
 from tests.helpers import error_reason, make_event, make_venue, rest
 from ticketing_common import event_pages
@@ -36,19 +35,8 @@ def channel(stack):
 
 
 @pytest.fixture(scope="module")
-def catalog(channel):
-    return catalog_pb2_grpc.CatalogServiceStub(channel)
-
-
-@pytest.fixture(scope="module")
 def operator(stack):
     return (("authorization", f"Bearer {stack.token('ops-alice', role='operator')}"),)
-
-
-@pytest.fixture(scope="module")
-def db(stack):
-    with psycopg.connect(stack.database_url, autocommit=True) as conn:
-        yield conn
 
 
 @pytest.fixture(scope="module")

@@ -23,9 +23,9 @@ from google.protobuf import timestamp_pb2
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
-from ticketing.catalog.v1 import catalog_pb2, catalog_pb2_grpc
+from ticketing.catalog.v1 import catalog_pb2
 from ticketing.common.v1 import common_pb2
-from ticketing.search.v1 import search_pb2, search_pb2_grpc
+from ticketing.search.v1 import search_pb2
 
 pytestmark = pytest.mark.integration
 
@@ -34,30 +34,8 @@ CONVERGE_S = 90.0
 
 
 @pytest.fixture(scope="module")
-def channel(stack):
-    with grpc.insecure_channel(stack.gateway) as ch:
-        yield ch
-
-
-@pytest.fixture(scope="module")
-def search(channel):
-    return search_pb2_grpc.SearchServiceStub(channel)
-
-
-@pytest.fixture(scope="module")
-def catalog(channel):
-    return catalog_pb2_grpc.CatalogServiceStub(channel)
-
-
-@pytest.fixture(scope="module")
 def operator(stack):
     return (("authorization", f"Bearer {stack.token('ops-cdc', role='operator')}"),)
-
-
-@pytest.fixture(scope="module")
-def db(stack):
-    with psycopg.connect(stack.database_url, autocommit=True) as conn:
-        yield conn
 
 
 # --- the stack's processes ---------------------------------------------------------------------

@@ -11,7 +11,7 @@ import uuid
 
 import grpc
 import pytest
-from ticketing.catalog.v1 import catalog_pb2, catalog_pb2_grpc
+from ticketing.catalog.v1 import catalog_pb2
 from ticketing.queue.v1 import queue_pb2, queue_pb2_grpc
 
 from deploy.stack.keys import claims_for, ensure_keys, sign
@@ -24,17 +24,6 @@ pytestmark = pytest.mark.integration
 
 EVENT_WITHOUT_QUEUE = "03a67087-67cc-5c61-b94c-c5f5e083f9f7"
 S = queue_pb2
-
-
-@pytest.fixture(scope="module")
-def channel(stack):
-    with grpc.insecure_channel(stack.gateway) as ch:
-        yield ch
-
-
-@pytest.fixture(scope="module")
-def catalog(channel):
-    return catalog_pb2_grpc.CatalogServiceStub(channel)
 
 
 @pytest.fixture(scope="module")

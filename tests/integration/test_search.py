@@ -11,14 +11,13 @@ import urllib.request
 import uuid
 
 import grpc
-import psycopg
 import pytest
 from google.protobuf import field_mask_pb2, timestamp_pb2
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
-from ticketing.catalog.v1 import catalog_pb2, catalog_pb2_grpc
+from ticketing.catalog.v1 import catalog_pb2
 from ticketing.common.v1 import common_pb2
-from ticketing.search.v1 import search_pb2, search_pb2_grpc
+from ticketing.search.v1 import search_pb2
 
 pytestmark = pytest.mark.integration
 
@@ -36,30 +35,8 @@ DAY = (dt.datetime.now(dt.UTC) + dt.timedelta(days=300)).date()
 
 
 @pytest.fixture(scope="module")
-def channel(stack):
-    with grpc.insecure_channel(stack.gateway) as ch:
-        yield ch
-
-
-@pytest.fixture(scope="module")
-def search(channel):
-    return search_pb2_grpc.SearchServiceStub(channel)
-
-
-@pytest.fixture(scope="module")
-def catalog(channel):
-    return catalog_pb2_grpc.CatalogServiceStub(channel)
-
-
-@pytest.fixture(scope="module")
 def operator(stack):
     return (("authorization", f"Bearer {stack.token('ops-search', role='operator')}"),)
-
-
-@pytest.fixture(scope="module")
-def db(stack):
-    with psycopg.connect(stack.database_url, autocommit=True) as conn:
-        yield conn
 
 
 def _ts(value: dt.datetime) -> timestamp_pb2.Timestamp:
