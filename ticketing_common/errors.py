@@ -11,6 +11,12 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 
+# The reasons are defined once, in the contract (ticketing.common.v1.ErrorReason), and
+# generated into Python by `make gen`.
+from ticketing.common.v1.reasons import Reason
+
+__all__ = ["ERROR_DOMAIN", "DomainError", "Kind", "Reason"]
+
 ERROR_DOMAIN = "ticketing.dev"
 
 
@@ -27,39 +33,6 @@ class Kind(enum.Enum):
     ABORTED = "ABORTED"
     UNAVAILABLE = "UNAVAILABLE"
     UNIMPLEMENTED = "UNIMPLEMENTED"
-
-
-class Reason(enum.StrEnum):
-    """Every ErrorInfo.reason the platform emits. Add; never rename or reuse."""
-
-    INVALID_ARGUMENT = "INVALID_ARGUMENT"
-    MALFORMED_ID = "MALFORMED_ID"
-    INVALID_PAGE_TOKEN = "INVALID_PAGE_TOKEN"  # noqa: S105 (a reason, not a secret)
-    EVENT_NOT_FOUND = "EVENT_NOT_FOUND"
-    VENUE_NOT_FOUND = "VENUE_NOT_FOUND"
-    PERFORMER_NOT_FOUND = "PERFORMER_NOT_FOUND"
-    TICKET_NOT_FOUND = "TICKET_NOT_FOUND"
-    BOOKING_NOT_FOUND = "BOOKING_NOT_FOUND"
-    TICKETS_ALREADY_GENERATED = "TICKETS_ALREADY_GENERATED"
-    VENUE_TIME_CONFLICT = "VENUE_TIME_CONFLICT"
-    TICKET_UNAVAILABLE = "TICKET_UNAVAILABLE"
-    HOLD_EXPIRED = "HOLD_EXPIRED"
-    NOT_HOLDER = "NOT_HOLDER"
-    LIMIT_EXCEEDED = "LIMIT_EXCEEDED"
-    PAYMENT_DECLINED = "PAYMENT_DECLINED"
-    PAYMENT_REFUNDED = "PAYMENT_REFUNDED"
-    NOT_ADMITTED = "NOT_ADMITTED"
-    QUEUE_NOT_ENABLED = "QUEUE_NOT_ENABLED"
-    AUTHENTICATION_REQUIRED = "AUTHENTICATION_REQUIRED"
-    OPERATOR_REQUIRED = "OPERATOR_REQUIRED"
-    REQUEST_ID_REUSED = "REQUEST_ID_REUSED"
-    DEPENDENCY_UNAVAILABLE = "DEPENDENCY_UNAVAILABLE"
-    NOT_IMPLEMENTED = "NOT_IMPLEMENTED"
-    SALE_NOT_OPEN = "SALE_NOT_OPEN"
-    SALE_CLOSED = "SALE_CLOSED"
-    WEBHOOK_SIGNATURE_INVALID = "WEBHOOK_SIGNATURE_INVALID"
-    NOT_IN_QUEUE = "NOT_IN_QUEUE"
-    MALFORMED_REQUEST = "MALFORMED_REQUEST"  # bytes that do not parse as the request message
 
 
 class DomainError(Exception):

@@ -78,3 +78,20 @@ def test_seed_json_field_names():
     assert details["payment_method_id"].json_name == "paymentMethodId"
     search = search_pb2.SearchEventsRequest.DESCRIPTOR.fields_by_name
     assert {"term", "location", "type", "date", "page_size", "page_token"} <= set(search)
+
+
+def test_the_error_reasons_are_the_contracts_enum():
+    """ErrorInfo.reason values come from ticketing.common.v1.ErrorReason (without its prefix),
+    generated into Python: what the services send is what the contract documents."""
+    from ticketing.common.v1 import common_pb2
+
+    from ticketing_common.errors import Reason
+
+    declared = [
+        v.name.removeprefix("ERROR_REASON_")
+        for v in common_pb2.ErrorReason.DESCRIPTOR.values
+        if v.number != 0
+    ]
+    assert [r.value for r in Reason] == declared
+    assert Reason("TICKET_UNAVAILABLE") is Reason.TICKET_UNAVAILABLE
+    assert len(set(declared)) == len(declared) > 25

@@ -7,6 +7,7 @@ import { createGrpcWebTransport } from "@connectrpc/connect-web";
 
 import { ErrorInfoSchema } from "../gen/google/rpc/error_details_pb";
 import { BookingService } from "../gen/ticketing/booking/v1/booking_pb";
+import type { ErrorReason } from "../gen/ticketing/common/v1/common_pb";
 import { CatalogService } from "../gen/ticketing/catalog/v1/catalog_pb";
 import { QueueService } from "../gen/ticketing/queue/v1/queue_pb";
 import { SearchService } from "../gen/ticketing/search/v1/search_pb";
@@ -28,9 +29,14 @@ export const search = createClient(SearchService, transport);
 export const booking = createClient(BookingService, transport);
 export const queue = createClient(QueueService, transport);
 
+// An ErrorInfo reason as sent: the name of a ticketing.common.v1.ErrorReason value without
+// its prefix. Typing the table by the generated enum makes the compiler refuse a reason the
+// contract does not define.
+type Reason = Exclude<keyof typeof ErrorReason, "UNSPECIFIED">;
+
 // What a person should read for each ErrorInfo reason (services: ticketing.dev; the gateway's
 // own refusals arrive as plain gRPC statuses and are described by their code below).
-const REASONS: Record<string, string> = {
+const REASONS: Partial<Record<Reason, string>> = {
   TICKET_UNAVAILABLE: "Someone else got one of those seats first. Pick another.",
   HOLD_EXPIRED: "Your hold ran out before payment. Reserve the seats again.",
   NOT_HOLDER: "Those seats are held by someone else.",
@@ -65,7 +71,7 @@ export function problem(err: unknown): Problem {
   const error = ConnectError.from(err);
   const info = error.findDetails(ErrorInfoSchema)[0];
   const reason = info?.reason ?? Code[error.code];
-  const text = (info && REASONS[info.reason]) ?? CODES[error.code] ?? error.rawMessage;
+  const text = (info && REASONS[info.reason as Reason]) ?? CODES[error.code] ?? error.rawMessage;
   return { code: error.code, reason, text };
 }
 
