@@ -251,14 +251,19 @@ def _python_module(package: str) -> Callable[[], list[str]]:
 
 
 def redis_argv(config: StackConfig, state: StateDir) -> list[str]:
-    """Redis holds only holds, the queue and caches: Postgres is the source of truth."""
+    """Redis holds the waiting queue (and hold locks and page caches; Postgres stays the source
+    of truth for sales). The queue must outlive a crash: every write goes to the append-only
+    file, flushed to disk every second, so a SIGKILL loses at most the last second of joins and
+    the restart loads every buyer's place back (tests/integration/test_redis_crash.py)."""
     return [
         str(redis_server_binary()),
         "--bind", HOST,
         "--port", str(config.ports.of("redis")),
         "--dir", str(state.redis_dir),
         "--save", "",
-        "--appendonly", "no",
+        "--appendonly", "yes",
+        "--appendfsync", "everysec",
+        "--appendfilename", "queue.aof",
         "--daemonize", "no",
         "--logfile", "",
     ]  # fmt: skip
