@@ -27,7 +27,11 @@ STOP_TIMEOUT_SECONDS = 10.0
 
 
 async def create_server(settings: CdcSettings) -> ServiceServer:
-    client = connect(settings.search_url, request_timeout=settings.search_timeout_seconds)
+    client = connect(
+        settings.search_url,
+        request_timeout=settings.search_timeout_seconds,
+        engine=settings.search_engine,
+    )
     # NOT_SERVING until the first session streams: a stack that says "up" can search.
     healthy = threading.Event()
 

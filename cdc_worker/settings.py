@@ -11,6 +11,8 @@ from ticketing_common.settings import BaseSettings, SettingsError
 class CdcSettings(BaseSettings):
     database_url: str
     search_url: str
+    # Which client speaks to it: auto (ask the engine's root endpoint), elasticsearch, opensearch.
+    search_engine: str = "auto"
     # The logical replication slot and the publication it streams (migration 0005).
     cdc_slot: str = "ticketing_search"
     cdc_publication: str = "ticketing_search"
@@ -25,6 +27,11 @@ class CdcSettings(BaseSettings):
 
     def validate(self) -> None:
         super().validate()
+        if self.search_engine not in ("auto", "elasticsearch", "opensearch"):
+            raise SettingsError(
+                f"TICKETING_SEARCH_ENGINE={self.search_engine!r}: use auto, elasticsearch or"
+                " opensearch"
+            )
         if self.workers != 1:
             # One slot streams to one consumer; a second process would only stand by.
             raise SettingsError("TICKETING_WORKERS must be 1 for the CDC worker")

@@ -85,6 +85,8 @@ def _config_for_up(args: argparse.Namespace, state: StateDir) -> StackConfig:
         config.port_base = args.port_base
     if args.cors_origin:
         config.cors_origins = list(args.cors_origin)
+    if getattr(args, "search_engine", None):
+        config.search_engine = args.search_engine
     return config
 
 
@@ -478,6 +480,12 @@ def parser() -> argparse.ArgumentParser:
     )
     up.add_argument("--gateway-port", type=int, default=None, help="default 8080, then as stored")
     up.add_argument("--port-base", type=int, default=None, help="default 7100, then as stored")
+    up.add_argument(
+        "--search-engine",
+        choices=["auto", "elasticsearch", "opensearch"],
+        default=None,
+        help="the search engine's client (default auto: ask the engine; then as stored)",
+    )
     up.add_argument(
         "--cors-origin",
         action="append",

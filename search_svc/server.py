@@ -19,6 +19,7 @@ async def create_server(settings: SearchSettings) -> ServiceServer:
         settings.search_url,
         request_timeout=settings.search_timeout_seconds,
         connections=settings.search_engine_threads,
+        engine=settings.search_engine,
     )
     index = EventIndex(client, threads=settings.search_engine_threads)
     servicer = SearchServiceServicer(EventSearch(index), timeout=settings.search_timeout_seconds)

@@ -16,10 +16,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from elasticsearch import Elasticsearch
-
 from cdc_worker.ports import AliasMissing, SinkUnavailable, WriteReport
-from search_svc.adapters.engine import is_missing_index, is_unavailable
+from search_svc.adapters.engine import EngineClient, is_missing_index, is_unavailable
 from search_svc.documents import ALIAS, INDEX_PREFIX, MAPPINGS, SETTINGS, EventDocument
 
 log = logging.getLogger("cdc.index")
@@ -30,7 +28,7 @@ VERSION_TYPE = "external_gte"
 
 
 class EngineIndex:
-    def __init__(self, client: Elasticsearch, *, alias: str = ALIAS, bulk_size: int = 1000) -> None:
+    def __init__(self, client: EngineClient, *, alias: str = ALIAS, bulk_size: int = 1000) -> None:
         self._client = client
         self._alias = alias
         self._prefix = INDEX_PREFIX if alias == ALIAS else f"{alias}-v-"
@@ -47,10 +45,10 @@ class EngineIndex:
             raise
 
     def alias_exists(self) -> bool:
-        return bool(self._call(lambda: self._client.indices.exists_alias(name=self._alias)))
+        return self._call(lambda: self._client.exists_alias(self._alias))
 
     def document_count(self) -> int:
-        return int(self._call(lambda: self._client.count(index=self._alias))["count"])
+        return self._call(lambda: self._client.count(self._alias))
 
     def write(
         self, upserts: Sequence[EventDocument], deletes: Sequence[str], version: int
@@ -64,20 +62,18 @@ class EngineIndex:
 
     def new_index(self) -> str:
         published = set(self._targets())
-        for name in self._call(lambda: list(self._client.indices.get(index=f"{self._prefix}*"))):
+        for name in self._call(lambda: self._client.indices(f"{self._prefix}*")):
             if name not in published:
                 log.info("dropping the unpublished index %s", name)
-                self._call(lambda n=name: self._client.indices.delete(index=n))  # type: ignore[misc]
-        if not published and self._call(lambda: self._client.indices.exists(index=self._alias)):
+                self._call(lambda n=name: self._client.delete_index(n))  # type: ignore[misc]
+        if not published and self._call(lambda: self._client.exists_index(self._alias)):
             # A concrete index squatting on the alias' name (a write without require_alias).
             log.warning("dropping the index %s that stands where the alias goes", self._alias)
-            self._call(lambda: self._client.indices.delete(index=self._alias))
+            self._call(lambda: self._client.delete_index(self._alias))
         name = f"{self._prefix}{time.time_ns() // 1_000_000}"
         while name in published:
             name += "x"
-        self._call(
-            lambda: self._client.indices.create(index=name, settings=SETTINGS, mappings=MAPPINGS)
-        )
+        self._call(lambda: self._client.create_index(name, SETTINGS, MAPPINGS))
         return name
 
     def load(self, index: str, documents: Sequence[EventDocument], version: int) -> None:
@@ -93,22 +89,14 @@ class EngineIndex:
             {"remove": {"index": name, "alias": self._alias}} for name in old if name != index
         ]
         changes.append({"add": {"index": index, "alias": self._alias}})
-        self._call(lambda: self._client.indices.update_aliases(actions=changes))
+        self._call(lambda: self._client.update_aliases(changes))
         for name in old:
             if name != index:
-                self._call(lambda n=name: self._client.indices.delete(index=n))  # type: ignore[misc]
+                self._call(lambda n=name: self._client.delete_index(n))  # type: ignore[misc]
 
     def _targets(self) -> list[str]:
         """The indices the alias points at now."""
-        try:
-            found = self._client.indices.get_alias(name=self._alias)
-        except Exception as exc:
-            if getattr(getattr(exc, "meta", None), "status", None) == 404:
-                return []
-            if is_unavailable(exc):
-                raise SinkUnavailable(str(exc)) from exc
-            raise
-        return list(found.body)
+        return self._call(lambda: self._client.aliased(self._alias))
 
     def _bulk(
         self, index: str, operations: list[list[dict[str, Any]]], *, require_alias: bool
@@ -120,7 +108,7 @@ class EngineIndex:
             lines = [line for op in operations[start : start + self._bulk_size] for line in op]
             response = self._call(
                 lambda body=lines: self._client.bulk(  # type: ignore[misc]
-                    index=index, operations=body, require_alias=require_alias
+                    index, body, require_alias=require_alias
                 )
             )
             for item in response["items"]:

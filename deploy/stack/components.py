@@ -105,6 +105,7 @@ def service_env(config: StackConfig, state: StateDir, name: str) -> dict[str, st
         "TICKETING_DATABASE_URL": config.database_url,
         "TICKETING_REDIS_URL": config.redis_url,
         "TICKETING_SEARCH_URL": config.search_url,
+        "TICKETING_SEARCH_ENGINE": config.search_engine,
         "TICKETING_STRIPE_API_BASE": config.stripe_api_base,
         "TICKETING_STRIPE_API_KEY": secrets.api_key,
         "TICKETING_STRIPE_WEBHOOK_SECRET": secrets.webhook_secret,

@@ -100,6 +100,8 @@ class StackConfig:
     gateway_port: int = DEFAULT_GATEWAY_PORT
     port_base: int = DEFAULT_PORT_BASE
     cors_origins: list[str] = field(default_factory=list)
+    # Which client speaks to the search engine: auto (ask it), elasticsearch or opensearch.
+    search_engine: str = "auto"
 
     @property
     def ports(self) -> Ports:
@@ -139,6 +141,7 @@ def load_config(state: StateDir) -> StackConfig:
         gateway_port=int(raw.get("gateway_port", DEFAULT_GATEWAY_PORT)),
         port_base=int(raw.get("port_base", DEFAULT_PORT_BASE)),
         cors_origins=list(raw.get("cors_origins", [])),
+        search_engine=str(raw.get("search_engine", "auto")),
     )
 
 
@@ -150,6 +153,7 @@ def save_config(state: StateDir, config: StackConfig) -> None:
             "gateway_port": config.gateway_port,
             "port_base": config.port_base,
             "cors_origins": config.cors_origins,
+            "search_engine": config.search_engine,
         },
     )
 

@@ -1,41 +1,50 @@
-"""The search engine adapter: the ``elasticsearch`` client, set up once for this platform.
+"""The search engine adapter: Elasticsearch or OpenSearch, each through its official client,
+behind one small interface (``EngineClient``) that the search service and the CDC worker share.
 
-``connect()`` is the one place the client is configured, for the search service and the CDC
-worker alike:
+``connect()`` is the one place a client is made and configured:
 
-* **Plain JSON.** The 9.x client sends ``Accept``/``Content-Type:
-  application/vnd.elasticsearch+json; compatible-with=9`` on every request (REST API
-  compatibility headers). Elasticsearch 9 accepts them; the embedded OpenSearch-compatible
-  engine, like OpenSearch itself, answers 406. ``PlainJsonNode`` is the transport's HTTP node
-  with one change: it sends the plain media types (``application/json``,
-  ``application/x-ndjson``) the client would have sent before API versioning. Nothing else in
-  the code base knows about this.
+* **Which engine.** ``engine="elasticsearch"`` uses the ``elasticsearch`` 9.x client,
+  ``"opensearch"`` the ``opensearch-py`` 3.x client, ``"auto"`` (the default) asks the engine's
+  root endpoint (``version.distribution``). ``TICKETING_SEARCH_ENGINE`` and
+  ``ticketing up --search-engine`` choose. Neither client speaks to the other engine: the
+  Elasticsearch client refuses a server without ``X-Elastic-Product`` (a real OpenSearch
+  cluster), and OpenSearch answers 406 to its ``compatible-with=9`` media types.
+* **Plain JSON for Elasticsearch's client.** ``PlainJsonNode`` sends the plain media types
+  (``application/json``, ``application/x-ndjson``), which Elasticsearch 9 and OpenSearch-
+  compatible engines (the embedded one) both accept.
 * **Short timeouts, no retries in the client.** A search fails fast with UNAVAILABLE when the
   engine is unreachable, and the caller decides about retrying (the CDC worker retries for
   ever, a search does not).
+* **One error vocabulary.** Each client's exceptions become ``EngineUnavailable`` (retry
+  later), ``EngineMissing`` (no such index or alias) or ``EngineRefused`` (the engine said no).
 
-Production: point ``TICKETING_SEARCH_URL`` at the cluster's load balancer (or list the nodes and
-turn sniffing on here). The client's product check accepts servers that answer with
-``X-Elastic-Product: Elasticsearch`` (Elasticsearch itself, and the embedded engine); a real
-OpenSearch cluster does not send it and needs the ``opensearch-py`` client behind this same
-adapter interface. Index settings for production are in ``search_svc.documents``.
+The index settings and mappings (``search_svc.documents``) are valid for both engines. Where
+the two APIs differ is only in this module: the create, bulk and alias calls take their bodies
+differently (``opensearch-py`` takes ``body=``).
+
+Production: point ``TICKETING_SEARCH_URL`` at the cluster's load balancer.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+import typing
+import urllib.request
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Protocol
 
 from elastic_transport import ConnectionError as TransportConnectionError
 from elastic_transport import ConnectionTimeout, HttpHeaders, Urllib3HttpNode
 from elastic_transport import TransportError as TransportFailure
 from elasticsearch import ApiError, Elasticsearch
+from opensearchpy import OpenSearch
+from opensearchpy import exceptions as os_errors
 
 from search_svc.documents import ALIAS
 from search_svc.domain import GeoPoint, city_lookup_body, location_of
@@ -43,12 +52,84 @@ from ticketing_common.errors import Unavailable
 
 log = logging.getLogger("search.engine")
 
+ENGINES = ("auto", "elasticsearch", "opensearch")
 _CITY_CACHE_SIZE = 1000
 _JSON_HEADERS = {"accept": "application/json", "content-type": "application/json"}
 _PLAIN_MEDIA_TYPES = {
     "application/vnd.elasticsearch+json": "application/json",
     "application/vnd.elasticsearch+x-ndjson": "application/x-ndjson",
 }
+
+
+# -- errors ------------------------------------------------------------------------------------
+
+
+class EngineError(Exception):
+    """Something the engine (or the way to it) said; ``status`` is its HTTP status if any."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class EngineUnavailable(EngineError):
+    """The engine cannot answer now: unreachable, timed out, busy or failing (5xx, 429)."""
+
+
+class EngineMissing(EngineError):
+    """No such index or alias."""
+
+
+class EngineRefused(EngineError):
+    """The engine refused the request (4xx other than a missing index)."""
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """True for failures that mean "the engine cannot answer now" (retry later), as opposed
+    to a request the engine refuses."""
+    return isinstance(exc, EngineUnavailable)
+
+
+def is_missing_index(exc: BaseException) -> bool:
+    return isinstance(exc, EngineMissing)
+
+
+def _classify(status: int | None, text: str, exc: BaseException) -> EngineError:
+    message = f"{type(exc).__name__}: {text}"[:500]
+    if status is None or status == 429 or status >= 500:
+        return EngineUnavailable(message, status)
+    if status == 404 and "index_not_found" in text:
+        return EngineMissing(message, status)
+    return EngineRefused(message, status)
+
+
+# -- the interface -----------------------------------------------------------------------------
+
+
+class EngineClient(Protocol):
+    """What the platform asks of a search engine; one implementation per official client.
+    Every method raises ``EngineError`` subclasses only."""
+
+    engine: str
+
+    def search(self, index: str, body: dict[str, Any], *, timeout: float) -> dict[str, Any]: ...
+    def exists_alias(self, name: str) -> bool: ...
+    def aliased(self, name: str) -> list[str]: ...
+    def count(self, index: str) -> int: ...
+    def indices(self, pattern: str) -> list[str]: ...
+    def exists_index(self, name: str) -> bool: ...
+    def create_index(
+        self, name: str, settings: Mapping[str, Any], mappings: Mapping[str, Any]
+    ) -> None: ...
+    def delete_index(self, name: str) -> None: ...
+    def update_aliases(self, actions: Sequence[Mapping[str, Any]]) -> None: ...
+    def bulk(
+        self, index: str, lines: Sequence[Mapping[str, Any]], *, require_alias: bool
+    ) -> dict[str, Any]: ...
+    def close(self) -> None: ...
+
+
+# -- Elasticsearch -----------------------------------------------------------------------------
 
 
 class PlainJsonNode(Urllib3HttpNode):
@@ -76,34 +157,238 @@ def _plain(media_type: str) -> str:
     return _PLAIN_MEDIA_TYPES.get(base, media_type)
 
 
-def connect(url: str, *, request_timeout: float, connections: int = 16) -> Elasticsearch:
-    """A client of the engine at ``url`` that speaks plain JSON (see the module docstring)."""
-    return Elasticsearch(
-        url,
-        node_class=PlainJsonNode,
-        request_timeout=request_timeout,
-        max_retries=0,
-        retry_on_timeout=False,
-        connections_per_node=connections,
-        # Searches and bulk bodies are small and local; compression would only cost CPU.
-        http_compress=False,
+class ElasticsearchClient:
+    engine = "elasticsearch"
+
+    def __init__(self, url: str, *, request_timeout: float, connections: int) -> None:
+        self._client = Elasticsearch(
+            url,
+            node_class=PlainJsonNode,
+            request_timeout=request_timeout,
+            max_retries=0,
+            retry_on_timeout=False,
+            connections_per_node=connections,
+            # Searches and bulk bodies are small and local; compression would only cost CPU.
+            http_compress=False,
+        )
+        self._timed: dict[int, Elasticsearch] = {}
+
+    def _call(self, action: Callable[[], Any]) -> Any:
+        try:
+            return action()
+        except ApiError as exc:
+            raise _classify(exc.meta.status, f"{exc.message} {exc.body}", exc) from exc
+        except (TransportConnectionError, ConnectionTimeout, TransportFailure) as exc:
+            raise _classify(None, str(exc), exc) from exc
+
+    def _with_timeout(self, timeout: float) -> Elasticsearch:
+        """The client with this request timeout (rounded down to a quarter second): making
+        one with ``options()`` costs more than a search's own work in the client."""
+        key = max(1, int(timeout * 4))
+        client = self._timed.get(key)
+        if client is None:
+            client = self._timed[key] = self._client.options(request_timeout=key / 4)
+        return client
+
+    def search(self, index: str, body: dict[str, Any], *, timeout: float) -> dict[str, Any]:
+        client = self._with_timeout(timeout)
+        response = self._call(
+            lambda: client.perform_request(
+                "POST", f"/{index}/_search", body=body, headers=_JSON_HEADERS
+            )
+        )
+        return dict(response.body)
+
+    def exists_alias(self, name: str) -> bool:
+        return bool(self._call(lambda: self._client.indices.exists_alias(name=name)))
+
+    def aliased(self, name: str) -> list[str]:
+        try:
+            return list(self._call(lambda: self._client.indices.get_alias(name=name)).body)
+        except EngineError as exc:
+            if exc.status == 404:
+                return []
+            raise
+
+    def count(self, index: str) -> int:
+        return int(self._call(lambda: self._client.count(index=index))["count"])
+
+    def indices(self, pattern: str) -> list[str]:
+        return list(self._call(lambda: self._client.indices.get(index=pattern)))
+
+    def exists_index(self, name: str) -> bool:
+        return bool(self._call(lambda: self._client.indices.exists(index=name)))
+
+    def create_index(
+        self, name: str, settings: Mapping[str, Any], mappings: Mapping[str, Any]
+    ) -> None:
+        self._call(
+            lambda: self._client.indices.create(
+                index=name, settings=dict(settings), mappings=dict(mappings)
+            )
+        )
+
+    def delete_index(self, name: str) -> None:
+        self._call(lambda: self._client.indices.delete(index=name))
+
+    def update_aliases(self, actions: Sequence[Mapping[str, Any]]) -> None:
+        self._call(lambda: self._client.indices.update_aliases(actions=list(actions)))
+
+    def bulk(
+        self, index: str, lines: Sequence[Mapping[str, Any]], *, require_alias: bool
+    ) -> dict[str, Any]:
+        response = self._call(
+            lambda: self._client.bulk(
+                index=index, operations=list(lines), require_alias=require_alias
+            )
+        )
+        return dict(response.body)
+
+    def close(self) -> None:
+        self._client.close()
+
+
+# -- OpenSearch --------------------------------------------------------------------------------
+
+
+class OpenSearchClient:
+    engine = "opensearch"
+
+    def __init__(self, url: str, *, request_timeout: float, connections: int) -> None:
+        self._client = OpenSearch(
+            hosts=[url],
+            timeout=request_timeout,
+            max_retries=0,
+            retry_on_timeout=False,
+            pool_maxsize=connections,
+            http_compress=False,
+        )
+
+    def _call(self, action: Callable[[], Any]) -> Any:
+        try:
+            return action()
+        except os_errors.TransportError as exc:
+            status = exc.status_code if isinstance(exc.status_code, int) else None
+            raise _classify(status, f"{exc.error} {exc.info}", exc) from exc
+
+    def search(self, index: str, body: dict[str, Any], *, timeout: float) -> dict[str, Any]:
+        return dict(
+            self._call(
+                lambda: self._client.search(
+                    index=index, body=body, params={"request_timeout": timeout}
+                )
+            )
+        )
+
+    def exists_alias(self, name: str) -> bool:
+        return bool(self._call(lambda: self._client.indices.exists_alias(name=name)))
+
+    def aliased(self, name: str) -> list[str]:
+        try:
+            return list(self._call(lambda: self._client.indices.get_alias(name=name)))
+        except EngineError as exc:
+            if exc.status == 404:
+                return []
+            raise
+
+    def count(self, index: str) -> int:
+        return int(self._call(lambda: self._client.count(index=index))["count"])
+
+    def indices(self, pattern: str) -> list[str]:
+        return list(self._call(lambda: self._client.indices.get(index=pattern)))
+
+    def exists_index(self, name: str) -> bool:
+        return bool(self._call(lambda: self._client.indices.exists(index=name)))
+
+    def create_index(
+        self, name: str, settings: Mapping[str, Any], mappings: Mapping[str, Any]
+    ) -> None:
+        body = {"settings": dict(settings), "mappings": dict(mappings)}
+        self._call(lambda: self._client.indices.create(index=name, body=body))
+
+    def delete_index(self, name: str) -> None:
+        self._call(lambda: self._client.indices.delete(index=name))
+
+    def update_aliases(self, actions: Sequence[Mapping[str, Any]]) -> None:
+        body = {"actions": list(actions)}
+        self._call(lambda: self._client.indices.update_aliases(body=body))
+
+    def bulk(
+        self, index: str, lines: Sequence[Mapping[str, Any]], *, require_alias: bool
+    ) -> dict[str, Any]:
+        params = {"require_alias": "true" if require_alias else "false"}
+        return dict(
+            self._call(lambda: self._client.bulk(body=list(lines), index=index, params=params))
+        )
+
+    def close(self) -> None:
+        self._client.close()
+
+
+# -- choosing ----------------------------------------------------------------------------------
+
+
+def detect(url: str, *, timeout: float = 5.0) -> str:
+    """Which engine answers at ``url``: its root endpoint's ``version.distribution``
+    (OpenSearch says ``opensearch``; Elasticsearch has none)."""
+    try:
+        with urllib.request.urlopen(url.rstrip("/") + "/", timeout=timeout) as resp:  # noqa: S310
+            root = json.loads(resp.read())
+    except (OSError, ValueError) as exc:
+        raise EngineUnavailable(f"cannot ask {url} which engine it is: {exc}") from exc
+    distribution = str(root.get("version", {}).get("distribution", "")).lower()
+    return "opensearch" if distribution == "opensearch" else "elasticsearch"
+
+
+class AutoClient:
+    """The client for whichever engine answers, found at the first call that reaches it: a
+    process starts even while the engine is still down, and its calls fail with
+    ``EngineUnavailable`` until the engine answers."""
+
+    def __init__(self, url: str, *, request_timeout: float, connections: int) -> None:
+        self._url = url
+        self._options = {"request_timeout": request_timeout, "connections": connections}
+        self._client: EngineClient | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def engine(self) -> str:
+        return self._client.engine if self._client is not None else "auto"
+
+    def resolve(self) -> EngineClient:
+        with self._lock:
+            if self._client is None:
+                found = detect(self._url, timeout=float(self._options["request_timeout"]))
+                self._client = _client_for(found, self._url, **self._options)
+                log.info("search engine at %s is %s", self._url, found)
+            return self._client
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.resolve(), name)
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+
+
+def _client_for(engine: str, url: str, *, request_timeout: float, connections: int) -> Any:
+    kind = OpenSearchClient if engine == "opensearch" else ElasticsearchClient
+    return kind(url, request_timeout=request_timeout, connections=connections)
+
+
+def connect(
+    url: str, *, request_timeout: float, connections: int = 16, engine: str = "auto"
+) -> EngineClient:
+    """A client of the engine at ``url`` (see the module docstring)."""
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {', '.join(ENGINES)} (got {engine!r})")
+    if engine == "auto":
+        auto: Any = AutoClient(url, request_timeout=request_timeout, connections=connections)
+        return typing.cast(EngineClient, auto)
+    client: EngineClient = _client_for(
+        engine, url, request_timeout=request_timeout, connections=connections
     )
-
-
-def is_unavailable(exc: BaseException) -> bool:
-    """True for failures that mean "the engine cannot answer now" (retry later), as opposed
-    to a request the engine refuses."""
-    if isinstance(exc, TransportConnectionError | ConnectionTimeout):
-        return True
-    if isinstance(exc, ApiError):
-        return exc.meta.status in (429, 502, 503, 504) or exc.meta.status >= 500
-    return isinstance(exc, TransportFailure)
-
-
-def is_missing_index(exc: BaseException) -> bool:
-    if not isinstance(exc, ApiError) or exc.meta.status != 404:
-        return False
-    return "index_not_found" in str(exc.message) or "index_not_found" in str(exc.body)
+    return client
 
 
 class Breaker:
@@ -155,7 +440,7 @@ class EventIndex:
 
     def __init__(
         self,
-        client: Elasticsearch,
+        client: EngineClient,
         *,
         alias: str = ALIAS,
         threads: int = 16,
@@ -166,8 +451,6 @@ class EventIndex:
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="engine")
         self._breaker = breaker or Breaker()
         self._cities: dict[str, tuple[float, GeoPoint | None]] = {}
-        self._timed: dict[int, Elasticsearch] = {}
-        self._search_path = f"/{alias}/_search"
 
     async def search(self, body: Mapping[str, Any], *, timeout: float) -> dict[str, Any]:
         """The engine's answer to a search body, or Unavailable."""
@@ -189,20 +472,7 @@ class EventIndex:
         return result
 
     def _search(self, body: dict[str, Any], timeout: float) -> dict[str, Any]:
-        response = self._client_with_timeout(timeout).perform_request(
-            "POST", self._search_path, body=body, headers=_JSON_HEADERS
-        )
-        return dict(response.body)
-
-    def _client_with_timeout(self, timeout: float) -> Elasticsearch:
-        """The client with this request timeout (rounded down to a quarter second). Making
-        one with ``options()`` costs more than a search's own work in the client, so they are
-        kept."""
-        key = max(1, int(timeout * 4))
-        client = self._timed.get(key)
-        if client is None:
-            client = self._timed[key] = self._client.options(request_timeout=key / 4)
-        return client
+        return self._client.search(self._alias, body, timeout=timeout)
 
     async def city_location(self, city: str, *, timeout: float) -> GeoPoint | None:
         """Where a city is (a venue of it), or None for a city without venues. Cached for a

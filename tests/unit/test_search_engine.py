@@ -29,6 +29,9 @@ class _StrictHandler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def do_GET(self) -> None:  # the root endpoint: who it is
+        self._reply(200, {"version": {"number": "3.0.0", "distribution": "opensearch"}})
+
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         self.rfile.read(length)
@@ -54,8 +57,8 @@ def strict_engine():
 
 def test_the_client_speaks_plain_json_to_an_engine_that_refuses_versioned_types(strict_engine):
     _StrictHandler.seen.clear()
-    client = connect(strict_engine, request_timeout=2)
-    response = client.search(index="events", body={"query": {"match_all": {}}})
+    client = connect(strict_engine, request_timeout=2, engine="elasticsearch")
+    response = client.search("events", {"query": {"match_all": {}}}, timeout=2)
     assert response["hits"]["total"]["value"] == 0
     assert _StrictHandler.seen == [("application/json", "application/json")]
     assert _plain("application/vnd.elasticsearch+x-ndjson; compatible-with=9") == (
@@ -64,8 +67,23 @@ def test_the_client_speaks_plain_json_to_an_engine_that_refuses_versioned_types(
     assert _plain("text/plain") == "text/plain"
 
 
-async def test_an_unreachable_engine_is_unavailable_at_once():
-    client = connect("http://127.0.0.1:1", request_timeout=2)
+def test_auto_asks_the_engine_and_takes_the_opensearch_client(strict_engine):
+    _StrictHandler.seen.clear()
+    client = connect(strict_engine, request_timeout=2)  # auto
+    response = client.search("events", {"query": {"match_all": {}}}, timeout=2)
+    assert response["hits"]["total"]["value"] == 0
+    assert client.engine == "opensearch"
+    assert [content for _, content in _StrictHandler.seen] == ["application/json"]
+
+
+def test_an_unknown_engine_is_refused_by_name():
+    with pytest.raises(ValueError, match="engine must be one of auto, elasticsearch, opensearch"):
+        connect("http://127.0.0.1:1", request_timeout=2, engine="solr")
+
+
+@pytest.mark.parametrize("engine", ["auto", "elasticsearch", "opensearch"])
+async def test_an_unreachable_engine_is_unavailable_at_once(engine):
+    client = connect("http://127.0.0.1:1", request_timeout=2, engine=engine)
     index = EventIndex(client, threads=2)
     try:
         with pytest.raises(Unavailable) as err:
