@@ -24,6 +24,8 @@ from string import Template
 from typing import Any
 from urllib.parse import urlsplit
 
+from ticketing_common import mesh
+
 from . import keys
 from .ports import HOST
 from .state import REPO_ROOT, StackConfig, StateDir, write_json_atomic
@@ -35,13 +37,8 @@ DESCRIPTOR_ENV = "TICKETING_PROTO_DESCRIPTOR"
 TRANSCODER_BEGIN = "# BEGIN transcoder"
 TRANSCODER_END = "# END transcoder"
 
-# Envoy cluster -> the stack component (and port) that serves it.
-SERVICE_CLUSTERS = {
-    "catalog": "catalog",
-    "search": "search",
-    "booking": "booking",
-    "queue": "queue",
-}
+# Envoy cluster -> the stack component (and port) that serves it (ticketing_common.mesh).
+SERVICE_CLUSTERS = {service.cluster: service.component for service in mesh.SERVICES}
 
 
 # -- settings --------------------------------------------------------------------------------
