@@ -5,7 +5,7 @@ Each public gRPC service is one row: its full gRPC name, the stack component tha
 ``python -m``, and the Envoy cluster the gateway routes it to. Everything that lists the
 services derives from this table: reflection (``ticketing_common.server``), the stack's
 processes and ``TICKETING_PEERS`` (``deploy/stack/components.py``) and the gateway's clusters
-(``deploy/stack/gateway.py``). Adding a service is adding a row here.
+and REST transcoder (``deploy/stack/envoy_config.py``). Adding a service is adding a row here.
 
 The table lives in ``ticketing_common`` because the services read it too; ``deploy`` imports
 it, never the other way round.
