@@ -2,10 +2,11 @@
 
 Each public gRPC service is one row: its full gRPC name, the stack component that serves it
 (also the name of its port in ``deploy/stack/ports.py``), the Python package started with
-``python -m``, and the Envoy cluster the gateway routes it to. Everything that lists the
-services derives from this table: reflection (``ticketing_common.server``), the stack's
-processes and ``TICKETING_PEERS`` (``deploy/stack/components.py``) and the gateway's clusters
-and REST transcoder (``deploy/stack/envoy_config.py``). Adding a service is adding a row here.
+``python -m``, the Envoy cluster the gateway routes it to, and how long the gateway waits for
+one of its calls. Everything that lists the services derives from this table: reflection
+(``ticketing_common.server``), the stack's processes and ``TICKETING_PEERS``
+(``deploy/stack/components.py``), and the gateway's clusters, routes and REST transcoder
+(``deploy/stack/envoy_config.py``). Adding a service is adding a row here.
 
 The table lives in ``ticketing_common`` because the services read it too; ``deploy`` imports
 it, never the other way round.
@@ -24,13 +25,17 @@ class MeshService:
     component: str
     package: str
     cluster: str
+    # The gateway's route timeout for a call (an Envoy duration). Booking waits for the payment
+    # provider; the queue's watch stream has its own route without one.
+    timeout: str
 
 
 SERVICES: tuple[MeshService, ...] = (
-    MeshService("ticketing.catalog.v1.CatalogService", "catalog", "catalog_svc", "catalog"),
-    MeshService("ticketing.search.v1.SearchService", "search", "search_svc", "search"),
-    MeshService("ticketing.booking.v1.BookingService", "booking", "booking_svc", "booking"),
-    MeshService("ticketing.queue.v1.QueueService", "queue", "queue_svc", "queue"),
+    # grpc_name, component, package, cluster, timeout
+    MeshService("ticketing.catalog.v1.CatalogService", "catalog", "catalog_svc", "catalog", "15s"),
+    MeshService("ticketing.search.v1.SearchService", "search", "search_svc", "search", "10s"),
+    MeshService("ticketing.booking.v1.BookingService", "booking", "booking_svc", "booking", "30s"),
+    MeshService("ticketing.queue.v1.QueueService", "queue", "queue_svc", "queue", "10s"),
 )
 
 # Processes of the mesh that serve no public API (only health and metrics): component -> package.

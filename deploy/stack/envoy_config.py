@@ -258,20 +258,19 @@ def _route(match: Data, cluster: str, timeout: str, **more: str) -> Data:
 def routes(jwt: JwtSettings) -> list[Data]:
     """The gateway's routes, first match wins."""
     return [
-        # Per-route timeouts: the waiting room's stream has none (and a long idle timeout); its
-        # unary calls, the reads and booking (which waits for the payment provider) have their
-        # own. REST calls are routed here too, by their gRPC path, once the transcoder has
-        # rewritten them.
+        # The waiting room's stream has no timeout (and a long idle timeout).
         _route(
             {"path": "/ticketing.queue.v1.QueueService/WatchQueue"},
             "queue",
             "0s",
             idle_timeout="3600s",
         ),
-        _route({"prefix": "/ticketing.queue.v1.QueueService/"}, "queue", "10s"),
-        _route({"prefix": "/ticketing.catalog.v1.CatalogService/"}, "catalog", "15s"),
-        _route({"prefix": "/ticketing.search.v1.SearchService/"}, "search", "10s"),
-        _route({"prefix": "/ticketing.booking.v1.BookingService/"}, "booking", "30s"),
+        # Every service of the mesh, with its own timeout. REST calls are routed here too, by
+        # their gRPC path, once the transcoder has rewritten them.
+        *(
+            _route({"prefix": f"/{service.grpc_name}/"}, service.cluster, service.timeout)
+            for service in mesh.SERVICES
+        ),
         # The REST event page (GetEvent). The HTTP cache filter serves it while fresh and fills
         # misses from the REST origin listener (rest_origin_listener).
         _route(
