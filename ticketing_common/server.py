@@ -24,7 +24,7 @@ from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
-from ticketing_common import logs, metrics
+from ticketing_common import logs, mesh, metrics
 from ticketing_common.cancellation import checkpoint
 from ticketing_common.health import MeshHealthServicer
 from ticketing_common.interceptors import ServiceInterceptor
@@ -33,13 +33,9 @@ from ticketing_common.settings import BaseSettings, SettingsError, load
 
 log = logging.getLogger("ticketing.server")
 
-# The public services of the mesh; reflection lists all of them on every service.
-PUBLIC_SERVICES = (
-    "ticketing.catalog.v1.CatalogService",
-    "ticketing.search.v1.SearchService",
-    "ticketing.booking.v1.BookingService",
-    "ticketing.queue.v1.QueueService",
-)
+# The public services of the mesh (ticketing_common.mesh); reflection lists all of them on
+# every service.
+PUBLIC_SERVICES = mesh.PUBLIC_SERVICES
 
 MAX_MESSAGE_BYTES = 32 * 1024 * 1024
 # How long a stopping process waits for its background jobs (admitter, CDC loop) to finish.

@@ -12,27 +12,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ticketing_common import mesh
+
 from . import gateway, probes, prometheus
 from .ports import HOST
 from .postgres import Cluster
 from .proc import ProcessSpec
 from .state import StackConfig, StateDir, admission_key, stripe_secrets
 
-# gRPC service name -> stack component serving it.
-MESH = {
-    "ticketing.catalog.v1.CatalogService": "catalog",
-    "ticketing.search.v1.SearchService": "search",
-    "ticketing.booking.v1.BookingService": "booking",
-    "ticketing.queue.v1.QueueService": "queue",
-}
+# gRPC service name -> stack component serving it (the table: ticketing_common.mesh).
+MESH = {service.grpc_name: service.component for service in mesh.SERVICES}
 # stack component -> Python package started with `python -m`.
-PACKAGES = {
-    "catalog": "catalog_svc",
-    "search": "search_svc",
-    "booking": "booking_svc",
-    "queue": "queue_svc",
-    "cdc-worker": "cdc_worker",
-}
+PACKAGES = {service.component: service.package for service in mesh.SERVICES} | mesh.WORKERS
 
 
 @dataclass

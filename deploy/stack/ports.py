@@ -20,7 +20,8 @@ OFFSETS: dict[str, int] = {
     "search-engine": 2,
     "fake-stripe": 3,
     "envoy-admin": 4,
-    # The gateway's second listener: the REST origin its HTTP cache fills from (see envoy/).
+    # The gateway's second listener: the REST origin its HTTP cache fills from
+    # (see envoy_config.py).
     "envoy-rest-origin": 5,
     # The browser client's page and development sign-in, behind the gateway (see web/).
     "web": 6,
