@@ -75,6 +75,18 @@ def _load_assignment(cluster: str, ports: list[int], host: str = HOST) -> Data:
     }
 
 
+# Per gRPC method counts and latencies at the edge (cluster.<c>.grpc.<service>.<method>.*),
+# for gRPC, gRPC-Web and transcoded REST calls alike (it sits after the transcoder), scraped by
+# the stack's Prometheus from /stats/prometheus.
+GRPC_STATS = {
+    "name": "envoy.filters.http.grpc_stats",
+    "typed_config": _typed(
+        "envoy.extensions.filters.http.grpc_stats.v3.FilterConfig",
+        stats_for_all_methods=True,
+        enable_upstream_stats=True,
+    ),
+}
+
 _ROUTER = {
     "name": "envoy.filters.http.router",
     "typed_config": _typed("envoy.extensions.filters.http.router.v3.Router"),
@@ -156,6 +168,7 @@ def gateway_listener(
         local_ratelimit(settings.limits),
         CACHE,
         *_transcoder(descriptor),
+        GRPC_STATS,
         _ROUTER,
     ]
     return _http_connection_manager(

@@ -153,8 +153,13 @@ def test_a_reserve_through_the_gateway_shows_in_prometheus_within_seconds(stack,
         assert time.monotonic() - started < 15, f"the reserve did not show within 15 s: {now}"
         time.sleep(0.25)
     print(f"the reserve showed in Prometheus after {time.monotonic() - started:.1f} s")
-    # Envoy's own metrics are scraped as well.
+    # Envoy's own metrics are scraped as well, with per-method gRPC counts at the edge.
     assert query(stack, "sum(envoy_http_downstream_rq_total)") > 0
+    edge = "sum(envoy_cluster_grpc_v1_BookingService_ReserveTicket_total)"
+    deadline = time.monotonic() + 15
+    while query(stack, edge) < 1:
+        assert time.monotonic() < deadline, "Envoy's gRPC stats never showed the reserve"
+        time.sleep(0.25)
 
 
 def test_the_alert_rules_are_valid_and_pass_their_unit_tests():
