@@ -153,7 +153,7 @@ def save_settings(state: StateDir, settings: GatewaySettings) -> None:
 
 _CLUSTER = """\
   - name: $name
-    type: STATIC
+    type: $discovery
     connect_timeout: 1s
     typed_extension_protocol_options:
       envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
@@ -355,19 +355,26 @@ def descriptor_path() -> Path:
 
 
 def _endpoints(ports: list[int]) -> str:
-    return "\n".join(Template(_ENDPOINT).substitute(host=HOST, port=p) for p in ports)
+    return _addresses([(HOST, p) for p in ports])
 
 
-def _cluster(name: str, ports: list[int]) -> str:
+def _addresses(addresses: list[tuple[str, int]]) -> str:
+    return "\n".join(Template(_ENDPOINT).substitute(host=h, port=p) for h, p in addresses)
+
+
+def _cluster(name: str, addresses: list[tuple[str, int]], discovery: str = "STATIC") -> str:
+    """A gRPC upstream: STATIC loopback ports locally, STRICT_DNS names in Kubernetes."""
     streams = 1000 if name == "queue" else 32
-    return Template(_CLUSTER).substitute(name=name, endpoints=_endpoints(ports), streams=streams)
+    return Template(_CLUSTER).substitute(
+        name=name, endpoints=_addresses(addresses), streams=streams, discovery=discovery
+    )
 
 
 def clusters_yaml(config: StackConfig, settings: GatewaySettings | None = None) -> str:
     settings = settings or GatewaySettings()
     ports = config.ports
-    blocks = [_cluster(name, [ports.of(comp)]) for name, comp in SERVICE_CLUSTERS.items()]
-    blocks.append(_cluster("mesh", [ports.of(comp) for comp in SERVICE_CLUSTERS.values()]))
+    blocks = [_cluster(name, [(HOST, ports.of(comp))]) for name, comp in SERVICE_CLUSTERS.items()]
+    blocks.append(_cluster("mesh", [(HOST, ports.of(c)) for c in SERVICE_CLUSTERS.values()]))
     origin = _endpoints([ports.of("envoy-rest-origin")])
     blocks.append(Template(_REST_ORIGIN_CLUSTER).substitute(endpoints=origin))
     blocks.append(Template(_WEB_CLUSTER).substitute(endpoints=_endpoints([ports.of("web")])))
@@ -376,14 +383,14 @@ def clusters_yaml(config: StackConfig, settings: GatewaySettings | None = None) 
     return "".join(blocks).rstrip("\n")
 
 
-def _jwks_cluster(url: str) -> str:
+def _jwks_cluster(url: str, ca_file: str | None = None) -> str:
     parts = urlsplit(url)
     host = parts.hostname or ""
     tls = parts.scheme == "https"
     port = parts.port or (443 if tls else 80)
     block = Template(_JWKS_CLUSTER).substitute(host=host, port=port)
     if tls:
-        block += Template(_JWKS_TLS).substitute(host=host, ca_file=_ca_bundle())
+        block += Template(_JWKS_TLS).substitute(host=host, ca_file=ca_file or _ca_bundle())
     return block
 
 
@@ -515,6 +522,7 @@ def render(
         text = _drop_transcoder(text)
     origins = "\n".join(f'                  - exact: "{origin}"' for origin in config.origins)
     return Template(text).substitute(
+        listen_host=HOST,
         admin_port=config.ports.of("envoy-admin"),
         rest_origin_port=config.ports.of("envoy-rest-origin"),
         gateway_port=config.gateway_port,
@@ -526,6 +534,69 @@ def render(
         descriptor_path=str(descriptor),
         cors_origins=origins,
         clusters=clusters_yaml(config, settings),
+    )
+
+
+# -- Kubernetes ------------------------------------------------------------------------------
+# The same template, rendered for the Helm chart (deploy/helm/ticketing): the gateway listens on
+# every address of its pod; each service is reached through its headless Service (``<name>-pods``,
+# one DNS record per ready pod, so Envoy balances and health-checks every pod itself); the REST
+# origin and the admin interface stay on the pod's loopback. Service names are fixed by the chart.
+KUBERNETES_GATEWAY_PORT = 8080
+KUBERNETES_ADMIN_PORT = 9901
+KUBERNETES_REST_ORIGIN_PORT = 8081
+KUBERNETES_SERVICE_PORT = 50051
+# Where the chart's init container puts gen/descriptor.binpb (copied from the service image).
+KUBERNETES_DESCRIPTOR = "/etc/envoy/descriptor/descriptor.binpb"
+# The CA bundle of the Envoy image (Ubuntu's ca-certificates), for a https JWKS endpoint.
+KUBERNETES_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+
+
+def kubernetes_upstream(cluster: str) -> str:
+    """The headless Service the chart creates for one service's pods."""
+    return f"{cluster}-pods"
+
+
+def kubernetes_clusters_yaml(settings: GatewaySettings) -> str:
+    def upstream(name: str) -> tuple[str, int]:
+        return (kubernetes_upstream(name), KUBERNETES_SERVICE_PORT)
+
+    blocks = [_cluster(name, [upstream(name)], "STRICT_DNS") for name in SERVICE_CLUSTERS]
+    blocks.append(_cluster("mesh", [upstream(name) for name in SERVICE_CLUSTERS], "STRICT_DNS"))
+    origin = _addresses([(HOST, KUBERNETES_REST_ORIGIN_PORT)])
+    blocks.append(Template(_REST_ORIGIN_CLUSTER).substitute(endpoints=origin))
+    if settings.jwt.jwks_url:
+        blocks.append(_jwks_cluster(settings.jwt.jwks_url, KUBERNETES_CA_BUNDLE))
+    return "".join(blocks).rstrip("\n")
+
+
+def render_kubernetes(
+    settings: GatewaySettings,
+    origins: list[str],
+    template: Path = TEMPLATE,
+    descriptor: str = KUBERNETES_DESCRIPTOR,
+) -> str:
+    """The Envoy config of the chart's gateway. Production only: a JWKS URL is required (the
+    development key and its sign-in route exist on the local stack alone), and the browser
+    client is not served (the chart does not run it yet)."""
+    if settings.jwt.development:
+        raise GatewayConfigError("the Kubernetes gateway needs a JWKS URL (--jwks-url)")
+    if not origins:
+        raise GatewayConfigError("the Kubernetes gateway needs at least one CORS origin")
+    cors = "\n".join(f'                  - exact: "{origin}"' for origin in origins)
+    return Template(template.read_text()).substitute(
+        listen_host="0.0.0.0",
+        admin_port=KUBERNETES_ADMIN_PORT,
+        rest_origin_port=KUBERNETES_REST_ORIGIN_PORT,
+        gateway_port=KUBERNETES_GATEWAY_PORT,
+        jwt_provider=jwt_provider_yaml(settings.jwt, Path("/nonexistent")),
+        rate_limit_descriptors=rate_limit_descriptors_yaml(settings.limits),
+        local_reply_mappers=local_reply_mappers_yaml(),
+        origin_local_reply_mappers=local_reply_mappers_yaml(rest_only=True),
+        web_routes="",
+        descriptor_path=descriptor,
+        cors_origins=cors,
+        clusters=kubernetes_clusters_yaml(settings),
     )
 
 
