@@ -108,9 +108,14 @@ def of_kind(docs: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
     return {doc["metadata"]["name"]: doc for doc in docs if doc["kind"] == kind}
 
 
-def pod_spec(deployment: dict[str, Any]) -> dict[str, Any]:
-    spec: dict[str, Any] = deployment["spec"]["template"]["spec"]
+def pod_spec(workload: dict[str, Any]) -> dict[str, Any]:
+    spec: dict[str, Any] = workload["spec"]["template"]["spec"]
     return spec
+
+
+def workloads(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Everything that runs a pod: the Deployments and the migrations Job."""
+    return of_kind(docs, "Deployment") | of_kind(docs, "Job")
 
 
 def env_of(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -178,8 +183,8 @@ def test_every_deployment_has_grpc_probes_on_its_service_port(
 
 def test_no_container_runs_as_root(rendered: tuple[str, list[dict[str, Any]]]) -> None:
     _, docs = rendered
-    for name, deployment in of_kind(docs, "Deployment").items():
-        spec = pod_spec(deployment)
+    for name, workload in workloads(docs).items():
+        spec = pod_spec(workload)
         pod = spec.get("securityContext", {})
         assert pod.get("runAsNonRoot") is True, name
         for container in [*spec.get("initContainers", []), *spec["containers"]]:
@@ -196,8 +201,8 @@ def test_no_secret_value_is_rendered(rendered: tuple[str, list[dict[str, Any]]])
     assert of_kind(docs, "Secret") == {}, "the chart must not carry a Secret"
     for config_map in of_kind(docs, "ConfigMap").values():
         assert not SECRET_VARIABLES & set(config_map.get("data", {}))
-    for name, deployment in of_kind(docs, "Deployment").items():
-        for container in pod_spec(deployment)["containers"]:
+    for name, workload in workloads(docs).items():
+        for container in pod_spec(workload)["containers"]:
             env = env_of(container)
             for variable in SECRET_VARIABLES & set(env):
                 assert "value" not in env[variable], (name, variable)
@@ -247,6 +252,37 @@ def test_stateful_parts_are_external_endpoints(
     assert config["TICKETING_SEARCH_URL"].startswith(("http://", "https://"))
     peers = dict(item.split("=") for item in config["TICKETING_PEERS"].split(","))
     assert set(peers) == set(components.MESH)
+
+
+def test_migrations_run_before_a_release_starts(
+    rendered: tuple[str, list[dict[str, Any]]],
+) -> None:
+    _, docs = rendered
+    job = of_kind(docs, "Job")["migrations"]
+    hooks = set(job["metadata"]["annotations"]["helm.sh/hook"].split(","))
+    assert hooks == {"pre-install", "pre-upgrade"}
+    (container,) = pod_spec(job)["containers"]
+    assert container["command"] == ["python", "-m", "deploy.migrate"]
+    assert "secretKeyRef" in env_of(container)["TICKETING_DATABASE_URL"]["valueFrom"]
+    # A hook runs before the release's ConfigMap exists.
+    assert "envFrom" not in container
+
+
+def test_only_the_release_reaches_a_service_port(
+    rendered: tuple[str, list[dict[str, Any]]],
+) -> None:
+    _, docs = rendered
+    policies = of_kind(docs, "NetworkPolicy")
+    assert set(policies) == {*components.PACKAGES, "gateway"}
+    for name in components.PACKAGES:
+        rules = policies[name]["spec"]["ingress"]
+        grpc = next(rule for rule in rules if rule["ports"][0]["port"] == "grpc")
+        (peer,) = grpc["from"]
+        assert peer["podSelector"]["matchLabels"]["app.kubernetes.io/part-of"] == "ticketing"
+        assert {rule["ports"][0]["port"] for rule in rules} == {"grpc", "metrics"}
+    # The gateway alone is open to every client, on its own port only.
+    (rule,) = policies["gateway"]["spec"]["ingress"]
+    assert "from" not in rule and rule["ports"] == [{"port": "http", "protocol": "TCP"}]
 
 
 def test_gateway_config_is_the_rendered_template_and_envoy_accepts_it(
