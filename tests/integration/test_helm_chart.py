@@ -32,7 +32,7 @@ VALUE_SETS: dict[str, list[Path]] = {
     "minimal": [VALUES_DIR / "minimal.yaml"],
     "production": [VALUES_DIR / "production.yaml"],
 }
-# Deployment -> replicas each value set asks for.
+# Deployment -> replicas each value set asks for (the minimum, where an autoscaler owns them).
 EXPECTED_REPLICAS = {
     "default": {"catalog": 2, "search": 2, "booking": 2, "queue": 2, "cdc-worker": 1, "gateway": 2},
     "minimal": {"catalog": 1, "search": 1, "booking": 1, "queue": 1, "cdc-worker": 1, "gateway": 1},
@@ -61,6 +61,7 @@ SECRETS_OF = {
     "cdc-worker": {"TICKETING_DATABASE_URL"},
 }
 GRPC_SERVICES = ("catalog", "search", "booking", "queue")
+AUTOSCALED = {"default": set(), "minimal": set(), "production": {"catalog", "search"}}
 JWKS_URL = "https://auth.example.com/.well-known/jwks.json"
 
 
@@ -216,7 +217,18 @@ def test_replicas_and_disruption_budgets_as_configured(
 ) -> None:
     value_set, docs = rendered
     deployments = of_kind(docs, "Deployment")
-    replicas = {name: d["spec"]["replicas"] for name, d in deployments.items()}
+    autoscalers = of_kind(docs, "HorizontalPodAutoscaler")
+    assert set(autoscalers) == AUTOSCALED[value_set]
+    replicas = {}
+    for name, deployment in deployments.items():
+        if name in autoscalers:
+            # The autoscaler owns the count: a replicas field would fight it at every upgrade.
+            assert "replicas" not in deployment["spec"], name
+            target = autoscalers[name]["spec"]["scaleTargetRef"]
+            assert (target["kind"], target["name"]) == ("Deployment", name)
+            replicas[name] = autoscalers[name]["spec"]["minReplicas"]
+        else:
+            replicas[name] = deployment["spec"]["replicas"]
     assert replicas == EXPECTED_REPLICAS[value_set]
     # The CDC worker's old pod stops before the new one starts: one slot, one consumer.
     assert deployments["cdc-worker"]["spec"]["strategy"]["type"] == "Recreate"
@@ -307,6 +319,10 @@ def test_gateway_config_is_the_rendered_template_and_envoy_accepts_it(
         ("catalog.replicas=-1", "catalog.replicas must not be negative"),
         ("database.secretName=", "database.secretName is required"),
         ("redis.url=", "redis.url is required"),
+        (
+            "search.autoscaling.enabled=true,search.autoscaling.minReplicas=0",
+            "search.autoscaling needs 1 <= minReplicas <= maxReplicas",
+        ),
     ],
 )
 def test_bad_values_fail_naming_the_field(

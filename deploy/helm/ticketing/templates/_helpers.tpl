@@ -76,6 +76,11 @@ differs from the component's name (cdcWorker).
 {{- $replicas := int $v.replicas -}}
 {{- if lt $replicas 0 }}{{ fail (printf "%s.replicas must not be negative" $key) }}{{ end -}}
 {{- if and .singleWriter (gt $replicas 1) }}{{ fail (printf "%s.replicas must be 0 or 1: one replication slot, one consumer" $key) }}{{ end -}}
+{{- $autoscaling := and (not .singleWriter) $v.autoscaling $v.autoscaling.enabled -}}
+{{- if $autoscaling -}}
+{{- if or (lt (int $v.autoscaling.minReplicas) 1) (lt (int $v.autoscaling.maxReplicas) (int $v.autoscaling.minReplicas)) }}{{ fail (printf "%s.autoscaling needs 1 <= minReplicas <= maxReplicas" $key) }}{{ end -}}
+{{- $replicas = int $v.autoscaling.minReplicas -}}
+{{- end -}}
 apiVersion: apps/v1
 kind: Deployment
 metadata:
@@ -83,7 +88,9 @@ metadata:
   labels:
     {{- include "ticketing.labels" $ctx | nindent 4 }}
 spec:
+  {{- if not $autoscaling }}
   replicas: {{ $replicas }}
+  {{- end }}
   {{- if .singleWriter }}
   strategy:
     type: Recreate
@@ -212,6 +219,30 @@ spec:
     targetPort: grpc
     protocol: TCP
     appProtocol: kubernetes.io/h2c
+{{- end }}
+{{- if $autoscaling }}
+---
+# Scales on CPU between minReplicas and maxReplicas; the Deployment leaves replicas to it.
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata:
+  name: {{ .name }}
+  labels:
+    {{- include "ticketing.labels" $ctx | nindent 4 }}
+spec:
+  scaleTargetRef:
+    apiVersion: apps/v1
+    kind: Deployment
+    name: {{ .name }}
+  minReplicas: {{ int $v.autoscaling.minReplicas }}
+  maxReplicas: {{ int $v.autoscaling.maxReplicas }}
+  metrics:
+  - type: Resource
+    resource:
+      name: cpu
+      target:
+        type: Utilization
+        averageUtilization: {{ int $v.autoscaling.targetCPUUtilizationPercentage }}
 {{- end }}
 {{- if gt $replicas 1 }}
 ---
