@@ -10,6 +10,7 @@ The gateway's Envoy config is the one deploy/kubernetes.py renders, and Envoy ac
 
 from __future__ import annotations
 
+import importlib
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ import yaml
 
 from deploy import kubernetes
 from deploy.stack import components, gateway
+from ticketing_common import settings
 
 pytestmark = pytest.mark.integration
 
@@ -62,6 +64,14 @@ SECRETS_OF = {
 }
 GRPC_SERVICES = ("catalog", "search", "booking", "queue")
 AUTOSCALED = {"default": set(), "minimal": set(), "production": {"catalog", "search"}}
+# Package -> its settings class (settings.py of each service).
+SETTINGS_CLASSES = {
+    "catalog_svc": "CatalogSettings",
+    "search_svc": "SearchSettings",
+    "booking_svc": "BookingSettings",
+    "queue_svc": "QueueSettings",
+    "cdc_worker": "CdcSettings",
+}
 JWKS_URL = "https://auth.example.com/.well-known/jwks.json"
 
 
@@ -180,6 +190,24 @@ def test_every_deployment_has_grpc_probes_on_its_service_port(
             if name != "gateway":
                 listen = env_of(container)["TICKETING_LISTEN"]["value"]
                 assert listen == f"0.0.0.0:{port}", name
+
+
+def test_each_service_starts_with_the_environment_the_chart_gives_it(
+    rendered: tuple[str, list[dict[str, Any]]],
+) -> None:
+    """The service's own settings loader accepts the pod's environment: every required
+    TICKETING_* variable is there (a Secret reference counts, with a stand-in value) and every
+    value is valid (a fixed port for several workers, one CDC worker...)."""
+    _, docs = rendered
+    shared = of_kind(docs, "ConfigMap")["ticketing-config"]["data"]
+    for name, package in components.PACKAGES.items():
+        (container,) = pod_spec(of_kind(docs, "Deployment")[name])["containers"]
+        environ = dict(shared)
+        for variable, item in env_of(container).items():
+            environ[variable] = item.get("value", "postgresql://from-secret@db:5432/ticketing")
+        module = importlib.import_module(f"{package}.settings")
+        loaded = settings.load(getattr(module, SETTINGS_CLASSES[package]), environ)
+        assert loaded.listen == environ["TICKETING_LISTEN"], name
 
 
 def test_no_container_runs_as_root(rendered: tuple[str, list[dict[str, Any]]]) -> None:
