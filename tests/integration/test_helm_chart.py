@@ -336,6 +336,11 @@ def test_gateway_config_is_the_rendered_template_and_envoy_accepts_it(
             "search.autoscaling.enabled=true,search.autoscaling.minReplicas=0",
             "search.autoscaling needs 1 <= minReplicas <= maxReplicas",
         ),
+        # values.schema.json: a typo or a wrong type is refused, not silently ignored.
+        ("catalog.replica=3", "at '/catalog': additional properties 'replica' not allowed"),
+        ("booking.replicas=many", "at '/booking/replicas': got string, want integer"),
+        ("cdcWorker.autoscaling.enabled=true", "additional properties 'autoscaling'"),
+        ("logLevel=LOUD", "at '/logLevel': value must be one of"),
     ],
 )
 def test_bad_values_fail_naming_the_field(
