@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import psycopg
@@ -116,6 +116,18 @@ def _record(row: Sequence[Any]) -> BookingRecord:
     return BookingRecord(*row)
 
 
+@contextmanager
+def _unavailable_when_down() -> Iterator[None]:
+    try:
+        yield
+    except PoolTimeout as exc:
+        raise Unavailable("the booking database is not reachable right now") from exc
+    except (errors.LockNotAvailable, errors.QueryCanceled) as exc:
+        raise Unavailable("the booking database is too busy right now; retry") from exc
+    except psycopg.OperationalError as exc:
+        raise Unavailable("the booking database is not reachable right now") from exc
+
+
 class BookingRepository:
     def __init__(self, pool: AsyncConnectionPool) -> None:
         self._pool = pool
@@ -124,7 +136,7 @@ class BookingRepository:
     async def transaction(self, *, pipelined: bool = False) -> AsyncIterator[BookingTx]:
         """A transaction; ``pipelined`` sends statements without waiting for each answer
         (BEGIN travels with the first query), for the hot reserve path."""
-        try:
+        with _unavailable_when_down():
             async with self._pool.connection() as conn:
                 if pipelined:
                     async with conn.pipeline(), conn.transaction():
@@ -132,12 +144,6 @@ class BookingRepository:
                 else:
                     async with conn.transaction():
                         yield BookingTx(conn)
-        except PoolTimeout as exc:
-            raise Unavailable("the booking database is not reachable right now") from exc
-        except (errors.LockNotAvailable, errors.QueryCanceled) as exc:
-            raise Unavailable("the booking database is too busy right now; retry") from exc
-        except psycopg.OperationalError as exc:
-            raise Unavailable("the booking database is not reachable right now") from exc
 
     async def booking(self, booking_id: str) -> BookingRecord | None:
         async with self.transaction() as tx:
@@ -150,13 +156,19 @@ class BookingRepository:
         duration: dt.timedelta,
         admitted_event: str | None,
     ) -> HoldDecision:
-        """A hold in its own transaction and one round trip: BEGIN, the statement and COMMIT
-        travel together in one pipeline sync; the answer is read once the commit is done."""
-        async with self.transaction(pipelined=True) as tx:
-            cur = await tx.conn.execute(
-                _HOLD_TICKETS, _hold_params(user_id, ticket_ids, duration, admitted_event)
-            )
-        return _decision(await cur.fetchone())
+        """A hold as one statement in its own transaction (autocommit: no BEGIN, no COMMIT),
+        one round trip. The pool's connections are put back as they were lent."""
+        with _unavailable_when_down():
+            async with self._pool.connection() as conn:
+                await conn.set_autocommit(True)
+                try:
+                    cur = await conn.execute(
+                        _HOLD_TICKETS, _hold_params(user_id, ticket_ids, duration, admitted_event)
+                    )
+                    row = await cur.fetchone()
+                finally:
+                    await conn.set_autocommit(False)
+        return _decision(row)
 
     async def bookings_of(
         self, user_id: str, before: tuple[str, str] | None, limit: int
