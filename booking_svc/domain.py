@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 
 from ticketing_common.errors import (
+    DomainError,
     FailedPrecondition,
     InvalidArgument,
     PermissionDenied,
@@ -63,35 +64,96 @@ class SaleWindow:
 
     def ensure_open(self, now: dt.datetime) -> None:
         if now < self.on_sale_time:
-            raise FailedPrecondition(
-                f"tickets go on sale at {self.on_sale_time.isoformat()}",
-                reason=Reason.SALE_NOT_OPEN,
-                metadata={"on_sale_time": self.on_sale_time.isoformat()},
-            )
+            raise self.not_open()
         if now >= self.start_time:
-            raise FailedPrecondition(
-                "the event has started; sales are closed", reason=Reason.SALE_CLOSED
-            )
+            raise self.closed()
 
     def ensure_within_limit(self, already_mine: int, requested_new: int) -> None:
         """A user may hold or own at most max_tickets_per_user tickets of the event."""
         if already_mine + requested_new > self.max_tickets_per_user:
-            raise ResourceExhausted(
-                f"at most {self.max_tickets_per_user} tickets per person for this event; "
-                f"you already hold or own {already_mine}",
-                reason=Reason.LIMIT_EXCEEDED,
-                metadata={"limit": str(self.max_tickets_per_user), "already": str(already_mine)},
-            )
+            raise self.over_limit(already_mine)
+
+    def not_open(self) -> FailedPrecondition:
+        return FailedPrecondition(
+            f"tickets go on sale at {self.on_sale_time.isoformat()}",
+            reason=Reason.SALE_NOT_OPEN,
+            metadata={"on_sale_time": self.on_sale_time.isoformat()},
+        )
+
+    def closed(self) -> FailedPrecondition:
+        return FailedPrecondition(
+            "the event has started; sales are closed", reason=Reason.SALE_CLOSED
+        )
+
+    def over_limit(self, already_mine: int) -> ResourceExhausted:
+        return ResourceExhausted(
+            f"at most {self.max_tickets_per_user} tickets per person for this event; "
+            f"you already hold or own {already_mine}",
+            reason=Reason.LIMIT_EXCEEDED,
+            metadata={"limit": str(self.max_tickets_per_user), "already": str(already_mine)},
+        )
 
 
 def single_event(event_ids: Sequence[str], wanted: int, found: int) -> str:
     if found < wanted:
-        raise FailedPrecondition("one or more tickets do not exist", reason=Reason.TICKET_NOT_FOUND)
+        raise _not_found()
     if len(set(event_ids)) != 1:
-        raise InvalidArgument(
-            "all tickets of one order must be for the same event", metadata={"field": "ticket_ids"}
-        )
+        raise _mixed_events()
     return event_ids[0]
+
+
+def _not_found() -> FailedPrecondition:
+    return FailedPrecondition("one or more tickets do not exist", reason=Reason.TICKET_NOT_FOUND)
+
+
+def _mixed_events() -> InvalidArgument:
+    return InvalidArgument(
+        "all tickets of one order must be for the same event", metadata={"field": "ticket_ids"}
+    )
+
+
+class HoldOutcome(enum.Enum):
+    """What Postgres decided about a hold (the codes of the ``hold_tickets`` function)."""
+
+    HELD = "HELD"
+    TICKET_NOT_FOUND = "TICKET_NOT_FOUND"
+    MIXED_EVENTS = "MIXED_EVENTS"
+    SALE_NOT_OPEN = "SALE_NOT_OPEN"
+    SALE_CLOSED = "SALE_CLOSED"
+    NOT_ADMITTED = "NOT_ADMITTED"
+    LIMIT_EXCEEDED = "LIMIT_EXCEEDED"
+    TICKET_UNAVAILABLE = "TICKET_UNAVAILABLE"
+
+
+def hold_refused(
+    outcome: HoldOutcome,
+    window: SaleWindow | None,
+    already_mine: int,
+    wanted: Sequence[str],
+    obtainable: Sequence[str],
+) -> DomainError:
+    """The buyer's answer to a refused hold; the same errors as the checks above give.
+    (NOT_ADMITTED is explained by ``admission.verify``, which knows what is wrong with the
+    token.)"""
+    if outcome is HoldOutcome.TICKET_NOT_FOUND:
+        return _not_found()
+    if outcome is HoldOutcome.MIXED_EVENTS:
+        return _mixed_events()
+    if outcome is HoldOutcome.TICKET_UNAVAILABLE:
+        return unavailable(sorted(set(wanted) - set(obtainable)))
+    assert window is not None, outcome
+    if outcome is HoldOutcome.SALE_NOT_OPEN:
+        return window.not_open()
+    if outcome is HoldOutcome.SALE_CLOSED:
+        return window.closed()
+    if outcome is HoldOutcome.LIMIT_EXCEEDED:
+        return window.over_limit(already_mine)
+    if outcome is HoldOutcome.NOT_ADMITTED:
+        return PermissionDenied(
+            "this sale goes through the waiting queue: join it to get an admission",
+            reason=Reason.NOT_ADMITTED,
+        )
+    raise ValueError(f"not a refusal: {outcome}")
 
 
 def unavailable(ticket_ids_missing: Sequence[str]) -> FailedPrecondition:

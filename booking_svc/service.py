@@ -23,16 +23,17 @@ from ticketing.common.v1 import common_pb2
 from booking_svc import metrics
 from booking_svc.adapters.holds import HoldLocks
 from booking_svc.adapters.payments import StripePayments
-from booking_svc.adapters.postgres import BookingRecord, BookingRepository, Hold
+from booking_svc.adapters.postgres import BookingRecord, BookingRepository, Hold, HoldDecision
 from booking_svc.domain import (
     HOLD_DURATION,
+    HoldOutcome,
     PaymentOutcome,
     PaymentResult,
     declined,
     ensure_payable,
+    hold_refused,
     payment_idempotency_key,
     refunded_after_lost_hold,
-    single_event,
     ticket_ids,
     unavailable,
 )
@@ -150,41 +151,64 @@ class BookingService:
         blocked = await self._locks.take(user_id, ids)
         if blocked is not None:
             raise unavailable([blocked])
+        # The token's signature, expiry and user are checked here; its event against the
+        # order's in the database, in the statement that holds the seats.
+        admitted = admission.admitted_event(
+            self._admission_key, request.admission_token, user_id=user_id
+        )
         try:
-            async with self._repository.transaction(pipelined=True) as tx:
+            if request.request_id:  # the claim, the hold and the answer in one transaction
+                async with self._repository.transaction(pipelined=True) as tx:
 
-                async def hold() -> bytes:
-                    event_ids, window, mine = await tx.order_facts(user_id, ids)
-                    event_id = single_event(event_ids, len(ids), len(event_ids))
-                    assert window is not None
-                    window.ensure_open(dt.datetime.now(dt.UTC))
-                    if window.queue_enabled:
-                        admission.verify(
-                            self._admission_key,
-                            request.admission_token,
-                            user_id=user_id,
-                            event_id=event_id,
+                    async def hold() -> bytes:
+                        decision = await tx.hold_tickets(
+                            user_id, ids, self._hold_duration, admitted
                         )
-                    window.ensure_within_limit(mine, len(ids))
-                    holds = await tx.hold(user_id, event_id, ids, self._hold_duration)
-                    if len(holds) < len(ids):
-                        raise unavailable(sorted(set(ids) - {h.ticket_id for h in holds}))
-                    return _reservation(user_id, event_id, holds).SerializeToString()
+                        return self._held(user_id, request, ids, decision).SerializeToString()
 
-                payload = await run_once(
-                    tx.conn,
-                    user_id=user_id,
-                    method=_SERVICE + "ReserveTicket",
-                    request_id=request.request_id,
-                    request=request.SerializeToString(),
-                    action=hold,
+                    payload = await run_once(
+                        tx.conn,
+                        user_id=user_id,
+                        method=_SERVICE + "ReserveTicket",
+                        request_id=request.request_id,
+                        request=request.SerializeToString(),
+                        action=hold,
+                    )
+                reservation = booking_pb2.Reservation.FromString(payload)
+            else:  # one statement, one round trip
+                decision = await self._repository.hold_tickets(
+                    user_id, ids, self._hold_duration, admitted
                 )
+                reservation = self._held(user_id, request, ids, decision)
         except BaseException:
             await self._locks.release(user_id, ids)
             raise
-        reservation = booking_pb2.Reservation.FromString(payload)
         await self._changed(reservation.event_id)
         return reservation
+
+    def _held(
+        self,
+        user_id: str,
+        request: booking_pb2.ReserveTicketRequest,
+        ids: Sequence[str],
+        decision: HoldDecision,
+    ) -> booking_pb2.Reservation:
+        """The reservation Postgres granted, or the error that explains its refusal."""
+        if decision.outcome is HoldOutcome.NOT_ADMITTED and decision.window is not None:
+            admission.verify(  # says what is wrong with the token
+                self._admission_key,
+                request.admission_token,
+                user_id=user_id,
+                event_id=decision.window.event_id,
+            )
+        if decision.outcome is not HoldOutcome.HELD:
+            raise hold_refused(
+                decision.outcome, decision.window, decision.already_mine, ids, decision.obtainable
+            )
+        if len(decision.holds) < len(ids):
+            raise unavailable(sorted(set(ids) - {h.ticket_id for h in decision.holds}))
+        assert decision.window is not None
+        return _reservation(user_id, decision.window.event_id, decision.holds)
 
     # --- cancel ------------------------------------------------------------------------------
 

@@ -55,5 +55,30 @@ def verify(key: str, token: str, *, user_id: str, event_id: str) -> dt.datetime:
     return dt.datetime.fromtimestamp(claims["exp"], dt.UTC)
 
 
+def admitted_event(key: str, token: str, *, user_id: str) -> str | None:
+    """The event a valid admission of this user is for, or None (no token, or one that
+    ``verify`` would refuse whatever the event). Lets the database check the event in the
+    same statement that holds the seats; ``verify`` then explains a refusal."""
+    if not token:
+        return None
+    try:
+        claims = jwt.decode(
+            token,
+            key,
+            algorithms=[ALGORITHM],
+            audience=AUDIENCE,
+            leeway=LEEWAY_SECONDS,
+            options={"require": ["exp", "sub", "evt", "aud"]},
+        )
+    except jwt.InvalidTokenError:
+        return None
+    if claims["sub"] != user_id:
+        return None
+    try:
+        return str(uuid.UUID(str(claims["evt"])))
+    except ValueError:
+        return None
+
+
 def _refused(message: str) -> PermissionDenied:
     return PermissionDenied(message, reason=Reason.NOT_ADMITTED)

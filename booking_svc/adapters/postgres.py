@@ -1,7 +1,8 @@
 """Booking's Postgres adapter: where every sale is decided.
 
-A hold is taken by one conditional UPDATE over rows locked ``FOR UPDATE SKIP LOCKED`` and
-re-checked with the schema's ``ticket_is_available``: two buyers racing for a seat cannot both
+A hold is taken by the schema's ``hold_tickets`` function in one statement (the user's lock,
+the sale's checks, then one conditional UPDATE over rows locked ``FOR UPDATE SKIP LOCKED`` and
+re-checked with ``ticket_is_available``): two buyers racing for a seat cannot both
 match, and a buyer never waits behind another's lock during a surge (a locked seat is simply
 reported taken). Selling a held seat requires it to still be this buyer's hold for this
 booking, so a payment that outlived its hold can only end in a refund, never a double sale.
@@ -11,15 +12,15 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import psycopg
 from psycopg import AsyncConnection, errors
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from booking_svc.domain import HeldTicket, SaleWindow
+from booking_svc.domain import HeldTicket, HoldOutcome, SaleWindow
 from ticketing_common.errors import Unavailable
 
 
@@ -29,6 +30,45 @@ class Hold:
     price_minor: int
     currency: str
     hold_expire_time: dt.datetime
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class HoldDecision:
+    """What the ``hold_tickets`` function decided, with the facts that explain a refusal."""
+
+    outcome: HoldOutcome
+    window: SaleWindow | None
+    already_mine: int
+    holds: list[Hold]
+    # For TICKET_UNAVAILABLE: the seats of the order that could have been had.
+    obtainable: list[str]
+
+
+# One statement: the user's lock, the checks and the conditional update (migration 0006).
+_HOLD_TICKETS = """
+    SELECT outcome, event_id::text, on_sale_time, start_time, queue_enabled,
+           max_tickets_per_user, already, held_ids::text[], held_prices, held_currencies,
+           held_expire_times
+    FROM hold_tickets(%s, %s::uuid[], %s, %s::uuid)
+"""
+
+
+def _hold_params(
+    user_id: str, ticket_ids: Sequence[str], duration: dt.timedelta, admitted_event: str | None
+) -> tuple[Any, ...]:
+    return (user_id, list(ticket_ids), duration, admitted_event)
+
+
+def _decision(row: Sequence[Any] | None) -> HoldDecision:
+    assert row is not None
+    outcome, event_id, on_sale, start, queue, cap, already, ids, prices, currencies, expiries = row
+    window = SaleWindow(event_id, on_sale, start, queue, cap) if on_sale is not None else None
+    holds = (
+        [Hold(*h) for h in zip(ids, prices, currencies, expiries, strict=True)]
+        if outcome == HoldOutcome.HELD.value
+        else []
+    )
+    return HoldDecision(HoldOutcome(outcome), window, int(already or 0), holds, list(ids or []))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -76,6 +116,18 @@ def _record(row: Sequence[Any]) -> BookingRecord:
     return BookingRecord(*row)
 
 
+@contextmanager
+def _unavailable_when_down() -> Iterator[None]:
+    try:
+        yield
+    except PoolTimeout as exc:
+        raise Unavailable("the booking database is not reachable right now") from exc
+    except (errors.LockNotAvailable, errors.QueryCanceled) as exc:
+        raise Unavailable("the booking database is too busy right now; retry") from exc
+    except psycopg.OperationalError as exc:
+        raise Unavailable("the booking database is not reachable right now") from exc
+
+
 class BookingRepository:
     def __init__(self, pool: AsyncConnectionPool) -> None:
         self._pool = pool
@@ -84,7 +136,7 @@ class BookingRepository:
     async def transaction(self, *, pipelined: bool = False) -> AsyncIterator[BookingTx]:
         """A transaction; ``pipelined`` sends statements without waiting for each answer
         (BEGIN travels with the first query), for the hot reserve path."""
-        try:
+        with _unavailable_when_down():
             async with self._pool.connection() as conn:
                 if pipelined:
                     async with conn.pipeline(), conn.transaction():
@@ -92,16 +144,31 @@ class BookingRepository:
                 else:
                     async with conn.transaction():
                         yield BookingTx(conn)
-        except PoolTimeout as exc:
-            raise Unavailable("the booking database is not reachable right now") from exc
-        except (errors.LockNotAvailable, errors.QueryCanceled) as exc:
-            raise Unavailable("the booking database is too busy right now; retry") from exc
-        except psycopg.OperationalError as exc:
-            raise Unavailable("the booking database is not reachable right now") from exc
 
     async def booking(self, booking_id: str) -> BookingRecord | None:
         async with self.transaction() as tx:
             return await tx.booking(booking_id)
+
+    async def hold_tickets(
+        self,
+        user_id: str,
+        ticket_ids: Sequence[str],
+        duration: dt.timedelta,
+        admitted_event: str | None,
+    ) -> HoldDecision:
+        """A hold as one statement in its own transaction (autocommit: no BEGIN, no COMMIT),
+        one round trip. The pool's connections are put back as they were lent."""
+        with _unavailable_when_down():
+            async with self._pool.connection() as conn:
+                await conn.set_autocommit(True)
+                try:
+                    cur = await conn.execute(
+                        _HOLD_TICKETS, _hold_params(user_id, ticket_ids, duration, admitted_event)
+                    )
+                    row = await cur.fetchone()
+                finally:
+                    await conn.set_autocommit(False)
+        return _decision(row)
 
     async def bookings_of(
         self, user_id: str, before: tuple[str, str] | None, limit: int
@@ -125,86 +192,18 @@ class BookingTx:
     def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn
 
-    async def order_facts(
-        self, user_id: str, ticket_ids: Sequence[str]
-    ) -> tuple[list[str], SaleWindow | None, int]:
-        """The event of each ticket, its sale window, and how many other tickets of that
-        event the user holds or owns; in one round trip, after taking the user's lock.
-
-        The lock serializes one user's orders (so the per-user cap cannot be beaten by sending
-        two at once); it is per user, not per event, so it can be taken before the event is
-        known, and the facts are read after it is granted."""
-        async with self.conn.pipeline():  # a no-op inside an outer pipeline
-            # A hold needs no flush to disk before the buyer hears of it: one lost in a crash
-            # was never sold, and confirm re-checks the hold before taking money. Payments and
-            # sales keep the server's synchronous commit.
-            await self.conn.execute("SET LOCAL synchronous_commit TO off")
-            await self.conn.execute(
-                "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"user|{user_id}",)
-            )
-            cur = await self.conn.execute(
-                """
-                SELECT t.event_id::text, e.on_sale_time, e.start_time, e.queue_enabled,
-                       e.max_tickets_per_user,
-                       -- Two index lookups (the user's live holds; the user's confirmed
-                       -- bookings), never a scan of the event's tickets.
-                       (SELECT count(*) FROM tickets m
-                        WHERE m.holder_user_id = %(user)s AND m.event_id = t.event_id
-                          AND m.status = 'held' AND m.hold_expire_time > now()
-                          AND NOT (m.id = ANY(%(ids)s::uuid[])))
-                       + (SELECT count(*) FROM bookings b
-                          JOIN booking_tickets bt ON bt.booking_id = b.id
-                          WHERE b.user_id = %(user)s AND b.event_id = t.event_id
-                            AND b.status = 'confirmed')
-                FROM tickets t JOIN events e ON e.id = t.event_id
-                WHERE t.id = ANY(%(ids)s::uuid[])
-                """,
-                {"ids": list(ticket_ids), "user": user_id},
-            )
-            rows = await cur.fetchall()
-        if not rows:
-            return [], None, 0
-        first = rows[0]
-        window = SaleWindow(first[0], first[1], first[2], first[3], first[4])
-        return [r[0] for r in rows], window, int(first[5])
-
-    async def hold(
-        self, user_id: str, event_id: str, ticket_ids: Sequence[str], duration: dt.timedelta
-    ) -> list[Hold]:
-        """Hold every available ticket of ``ticket_ids`` for the user (a live hold of the same
-        user counts as available and keeps its expiry). The caller compares the count."""
+    async def hold_tickets(
+        self,
+        user_id: str,
+        ticket_ids: Sequence[str],
+        duration: dt.timedelta,
+        admitted_event: str | None,
+    ) -> HoldDecision:
+        """The ``hold_tickets`` function inside this transaction (with an idempotency claim)."""
         cur = await self.conn.execute(
-            """
-            WITH claimable AS (
-                SELECT id FROM tickets
-                WHERE id = ANY(%(ids)s::uuid[]) AND event_id = %(event)s
-                  AND (ticket_is_available(status, hold_expire_time)
-                       OR (status = 'held' AND holder_user_id = %(user)s
-                           AND hold_expire_time > now()))
-                ORDER BY id
-                FOR UPDATE SKIP LOCKED
-            )
-            UPDATE tickets t SET
-                hold_expire_time = CASE
-                    WHEN t.status = 'held' AND t.holder_user_id = %(user)s
-                         AND t.hold_expire_time > now() THEN t.hold_expire_time
-                    ELSE now() + %(duration)s END,
-                booking_id = CASE
-                    WHEN t.status = 'held' AND t.holder_user_id = %(user)s
-                         AND t.hold_expire_time > now() THEN t.booking_id END,
-                status = 'held',
-                holder_user_id = %(user)s
-            FROM claimable c WHERE t.id = c.id
-            RETURNING t.id::text, t.price_minor, t.currency, t.hold_expire_time
-            """,
-            {
-                "ids": list(ticket_ids),
-                "event": event_id,
-                "user": user_id,
-                "duration": duration,
-            },
+            _HOLD_TICKETS, _hold_params(user_id, ticket_ids, duration, admitted_event)
         )
-        return [Hold(*r) for r in await cur.fetchall()]
+        return _decision(await cur.fetchone())
 
     async def release(self, user_id: str, ticket_ids: Sequence[str]) -> list[tuple[str, str]]:
         """Give back the user's holds; returns (ticket id, event id) of what was released."""

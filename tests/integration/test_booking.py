@@ -327,6 +327,71 @@ def test_per_user_cap_counts_holds_and_purchases(stack, catalog, operator, booki
     assert error_reason(err.value) == "LIMIT_EXCEEDED"
 
 
+def _held_by(db, user: str, ticket_ids: list[str]) -> int:
+    return db.execute(
+        "SELECT count(*) FROM tickets WHERE id = ANY(%s::uuid[]) AND status = 'held'"
+        " AND holder_user_id = %s AND hold_expire_time > now()",
+        (ticket_ids, user),
+    ).fetchone()[0]
+
+
+def test_one_users_orders_sent_at_once_never_beat_the_cap(stack, catalog, operator, db):
+    """The cap is checked in Postgres after the user's lock is granted: eight one-seat orders
+    of one user at once, with a cap of three, give exactly three holds."""
+    _, tickets = new_event(catalog, operator, seats=8, max_tickets_per_user=3)
+    metadata = auth(stack, "hoarder")
+
+    async def race() -> list[str]:
+        async with grpc.aio.insecure_channel(stack.gateway) as channel:
+            stub = booking_pb2_grpc.BookingServiceStub(channel)
+
+            async def order(ticket: str) -> str:
+                try:
+                    await stub.ReserveTicket(
+                        booking_pb2.ReserveTicketRequest(ticket_id=ticket),
+                        metadata=metadata,
+                        timeout=30,
+                    )
+                except grpc.aio.AioRpcError as err:
+                    return error_reason(err)
+                return "OK"
+
+            return await asyncio.gather(*(order(t) for t in tickets))
+
+    outcomes = asyncio.run(race())
+    assert sorted(outcomes) == ["LIMIT_EXCEEDED"] * 5 + ["OK"] * 3, outcomes
+    assert _held_by(db, "hoarder", tickets) == 3
+
+
+def test_control_the_cap_checked_without_the_users_lock_is_beaten(stack, catalog, operator, db):
+    """The lock off: count the user's holds, then hold, with nothing serializing the orders.
+    The same detector sees more than the cap, so the test above can fail."""
+    _, tickets = new_event(catalog, operator, seats=8, max_tickets_per_user=3)
+
+    async def unlocked() -> None:
+        async def order(ticket: str) -> None:
+            async with await psycopg.AsyncConnection.connect(
+                stack.database_url, autocommit=True
+            ) as conn:
+                cur = await conn.execute(
+                    "SELECT count(*) FROM tickets WHERE holder_user_id = 'hoarder-2'"
+                    " AND status = 'held' AND hold_expire_time > now()"
+                )
+                if (await cur.fetchone())[0] + 1 <= 3:
+                    await asyncio.sleep(0.2)  # the time a service spends between the two
+                    await conn.execute(
+                        "UPDATE tickets SET status = 'held', holder_user_id = 'hoarder-2',"
+                        " hold_expire_time = now() + interval '10 minutes'"
+                        " WHERE id = %s AND ticket_is_available(status, hold_expire_time)",
+                        (ticket,),
+                    )
+
+        await asyncio.gather(*(order(t) for t in tickets))
+
+    asyncio.run(unlocked())
+    assert _held_by(db, "hoarder-2", tickets) > 3
+
+
 def test_a_cancelled_hold_is_bookable_and_visible_again_at_once(stack, catalog, operator, booking):
     event_id, tickets = new_event(catalog, operator, seats=1)
     reserve(booking, stack, "changes-mind", tickets[0])

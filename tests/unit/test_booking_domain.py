@@ -6,8 +6,10 @@ import pytest
 from booking_svc.domain import (
     MAX_TICKETS_PER_ORDER,
     HeldTicket,
+    HoldOutcome,
     SaleWindow,
     ensure_payable,
+    hold_refused,
     payment_idempotency_key,
     single_event,
     ticket_ids,
@@ -92,3 +94,28 @@ def test_only_the_holder_of_a_live_hold_may_pay():
 def test_one_charge_per_booking_and_card():
     assert payment_idempotency_key("b1", "pm_a") == payment_idempotency_key("b1", "pm_a")
     assert payment_idempotency_key("b1", "pm_a") != payment_idempotency_key("b1", "pm_b")
+
+
+def test_a_refusal_from_the_database_reads_as_the_rule_it_broke():
+    window = _window(on_sale_time=NOW + dt.timedelta(hours=1))
+    cases = {
+        HoldOutcome.TICKET_NOT_FOUND: (FailedPrecondition, "TICKET_NOT_FOUND"),
+        HoldOutcome.SALE_NOT_OPEN: (FailedPrecondition, "SALE_NOT_OPEN"),
+        HoldOutcome.SALE_CLOSED: (FailedPrecondition, "SALE_CLOSED"),
+        HoldOutcome.NOT_ADMITTED: (PermissionDenied, "NOT_ADMITTED"),
+        HoldOutcome.LIMIT_EXCEEDED: (ResourceExhausted, "LIMIT_EXCEEDED"),
+        HoldOutcome.TICKET_UNAVAILABLE: (FailedPrecondition, "TICKET_UNAVAILABLE"),
+    }
+    for outcome, (kind, reason) in cases.items():
+        error = hold_refused(outcome, window, 2, [A, B], [A])
+        assert isinstance(error, kind) and error.reason == reason, outcome
+    assert isinstance(hold_refused(HoldOutcome.MIXED_EVENTS, None, 0, [A, B], []), InvalidArgument)
+    assert hold_refused(HoldOutcome.TICKET_UNAVAILABLE, None, 0, [A, B], [A]).metadata == {
+        "ticket_ids": B
+    }
+    with pytest.raises(FailedPrecondition) as err:  # the same words as the rule's own check
+        window.ensure_open(NOW)
+    assert str(err.value) == str(hold_refused(HoldOutcome.SALE_NOT_OPEN, window, 0, [A], []))
+    with pytest.raises(ResourceExhausted) as limit:
+        window.ensure_within_limit(4, 1)
+    assert str(limit.value) == str(hold_refused(HoldOutcome.LIMIT_EXCEEDED, window, 4, [A], []))

@@ -1,0 +1,1 @@
+DROP FUNCTION hold_tickets(text, uuid[], interval, uuid);
