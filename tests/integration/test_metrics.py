@@ -178,3 +178,32 @@ def test_the_alert_rules_are_valid_and_pass_their_unit_tests():
     )
     assert tested.returncode == 0, tested.stdout + tested.stderr
     print(tested.stdout.strip())
+
+
+def test_every_panel_of_the_sale_dashboard_is_a_query_prometheus_answers(stack, ticket):
+    dashboard = json.loads(
+        (prometheus.RULES.parents[1] / "grafana" / "sale-dashboard.json").read_text()
+    )
+    reserve(stack, ticket[3], "metrics-dashboard")
+
+    def empty_panels() -> list[str]:
+        empty = []
+        for panel in dashboard["panels"]:
+            for target in panel["targets"]:
+                url = f"http://127.0.0.1:{stack.ports['prometheus']}/api/v1/query?" + (
+                    urllib.parse.urlencode({"query": target["expr"]})
+                )
+                with urllib.request.urlopen(url, timeout=10) as resp:
+                    body = json.loads(resp.read())
+                assert body["status"] == "success", (panel["title"], body)
+                if not body["data"]["result"]:
+                    empty.append(panel["title"])
+        return empty
+
+    # What every sale shows at once: the components, the gateway, booking calls, holds.
+    wanted = {"Components up", "Gateway answers by class", "Booking calls by method and code"}
+    deadline = time.monotonic() + 30
+    while wanted & set(empty := empty_panels()):
+        assert time.monotonic() < deadline, f"still without data: {wanted & set(empty)}"
+        time.sleep(1)
+    print(f"{len(dashboard['panels'])} panels, all valid; without data on this stack: {empty}")
