@@ -13,13 +13,22 @@ from typing import Any, NamedTuple
 
 from ticketing_common.errors import FailedPrecondition, InvalidArgument, Reason
 from ticketing_common.event_types import EVENT_TYPES
-from ticketing_common.pagination import (  # noqa: F401 (part of the catalog's rules)
+from ticketing_common.pagination import (
     decode_page_token,
     encode_page_token,
     page_size,
     parse_id,
     query_fingerprint,
 )
+
+# Part of the catalog's rules, used by its servicer and mapping.
+__all__ = [
+    "decode_page_token",
+    "encode_page_token",
+    "page_size",
+    "parse_id",
+    "query_fingerprint",
+]
 
 TICKET_STATUSES = ("available", "held", "booked")
 MAX_SEATS_PER_ROW = 500
@@ -300,3 +309,13 @@ def apply_update(current: Any, changes: Any, mask: Sequence[str], writable: Sequ
 
 def _invalid(field: str, message: str) -> InvalidArgument:
     return InvalidArgument(message, metadata={"field": field})
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class EventPage:
+    """Everything GetEvent shows, read in one snapshot."""
+
+    event: Event
+    venue: Venue
+    performer: Performer
+    tickets: list[Ticket]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ticketing.catalog.v1 import catalog_pb2
 
+from catalog_svc.adapters.page_cache import RedisPageCache
 from catalog_svc.adapters.postgres import CatalogRepository
 from catalog_svc.service import EventPages
 from catalog_svc.servicer import CatalogServiceServicer
@@ -19,7 +20,7 @@ SERVICE_NAME = SERVICE.full_name
 async def create_server(settings: CatalogSettings) -> ServiceServer:
     pool = await open_pool(settings.database_url, max_size=settings.db_pool_size, name="catalog")
     cache = open_redis(settings.redis_url)
-    pages = EventPages(CatalogRepository(pool), cache)
+    pages = EventPages(CatalogRepository(pool), RedisPageCache(cache))
     servicer = CatalogServiceServicer(CatalogRepository(pool), pages)
     handler = generic_handler(SERVICE, servicer, raw_responses=("GetEvent",))
     binding = ServiceBinding(

@@ -14,14 +14,12 @@ import datetime as dt
 import hashlib
 import logging
 
-import redis.asyncio as redis
 from prometheus_client import Counter
-from redis.exceptions import RedisError
 from ticketing.catalog.v1 import catalog_pb2
 
 from catalog_svc import mapping
-from catalog_svc.adapters.postgres import CatalogRepository
 from catalog_svc.domain import next_hold_expiry, summarize
+from catalog_svc.ports import CacheUnavailable, PageCache, PageSource
 from ticketing_common import event_pages
 
 log = logging.getLogger("catalog.pages")
@@ -43,7 +41,7 @@ class Page:
 
 
 class EventPages:
-    def __init__(self, repository: CatalogRepository, cache: redis.Redis | None) -> None:
+    def __init__(self, repository: PageSource, cache: PageCache | None) -> None:
         self._repository = repository
         self._cache = cache
         self._building: dict[str, asyncio.Future[Page]] = {}
@@ -52,8 +50,8 @@ class EventPages:
         token: bytes | None = None
         if self._cache is not None:
             try:
-                token, cached = await event_pages.read(self._cache, event_id)
-            except RedisError as exc:
+                token, cached = await self._cache.read(event_id)
+            except CacheUnavailable as exc:
                 log.info("page cache unavailable, reading Postgres: %s", exc)
             else:
                 if cached is not None:
@@ -102,14 +100,12 @@ class EventPages:
             expiry = next_hold_expiry(page.tickets)
             if expiry is not None:
                 ttl = min(ttl, (expiry - dt.datetime.now(dt.UTC)).total_seconds())
-            await event_pages.store(
-                self._cache, event_id, token, etag.encode() + result.payload, ttl
-            )
+            await self._cache.store(event_id, token, etag.encode() + result.payload, ttl)
         return result
 
     async def changed(self, *event_ids: str) -> None:
         if self._cache is not None:
-            await event_pages.mark_changed(self._cache, *event_ids)
+            await self._cache.mark_changed(*event_ids)
 
 
 def basic_view(page: Page) -> catalog_pb2.Event:

@@ -19,6 +19,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from catalog_svc.domain import (
     Event,
+    EventPage,
     NewTicket,
     Performer,
     QueuePolicy,
@@ -99,16 +100,6 @@ def _venue(row: Sequence[Any]) -> Venue:
 
 def _performer(row: Sequence[Any]) -> Performer:
     return Performer(*row)
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class EventPage:
-    """Everything GetEvent shows, read in one snapshot."""
-
-    event: Event
-    venue: Venue
-    performer: Performer
-    tickets: list[Ticket]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

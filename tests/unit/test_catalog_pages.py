@@ -1,0 +1,114 @@
+"""The event page use case against in-memory fakes of its ports (catalog_svc/ports.py): a surge
+of misses for one event is one build, a cached page is served without Postgres, a change is seen
+at the next read, a cache that is down only costs speed, and a page is never kept past the next
+hold that lapses."""
+
+import asyncio
+import datetime as dt
+
+from ticketing.catalog.v1 import catalog_pb2
+
+from catalog_svc.domain import (
+    Event,
+    EventPage,
+    Performer,
+    QueuePolicy,
+    Row,
+    SeatMap,
+    Section,
+    Ticket,
+    Venue,
+)
+from catalog_svc.ports import CacheUnavailable
+from catalog_svc.service import EventPages
+
+NOW = dt.datetime(2031, 5, 1, 12, tzinfo=dt.UTC)
+
+
+def page(event_id: str, held_until: dt.datetime | None = None) -> EventPage:
+    seat_map = SeatMap((Section("Stalls", "standard", (Row("A", 2),)),))
+    venue = Venue("v1", "Hall", "1 Road", "Lisbon", "", "PT", 38.7, -9.1, "Europe/Lisbon", seat_map)
+    event = Event(
+        event_id, "Night", "", "concert", "v1", "p1", NOW, NOW + dt.timedelta(hours=3),
+        NOW - dt.timedelta(days=1), QueuePolicy(), 4, "EUR",
+    )  # fmt: skip
+    tickets = [
+        Ticket("t1", "Stalls", "A", "1", 5000, "held" if held_until else "available", held_until),
+        Ticket("t2", "Stalls", "A", "2", 5000, "available", None),
+    ]
+    return EventPage(event, venue, Performer("p1", "Band"), tickets)
+
+
+class FakeSource:
+    def __init__(self, held_until: dt.datetime | None = None) -> None:
+        self.reads = 0
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.held_until = held_until
+
+    async def event_page(self, event_id: str) -> EventPage:
+        self.reads += 1
+        await self.gate.wait()
+        return page(event_id, self.held_until)
+
+
+class FakeCache:
+    def __init__(self) -> None:
+        self.tokens: dict[str, bytes] = {}
+        self.pages: dict[str, tuple[bytes, bytes, float]] = {}
+        self.down = False
+
+    async def read(self, event_id: str) -> tuple[bytes, bytes | None]:
+        if self.down:
+            raise CacheUnavailable("down")
+        token = self.tokens.get(event_id, b"")
+        stored = self.pages.get(event_id)
+        return token, stored[1] if stored and stored[0] == token else None
+
+    async def store(self, event_id: str, token: bytes, page: bytes, ttl_seconds: float) -> None:
+        self.pages[event_id] = (token, page, ttl_seconds)
+
+    async def mark_changed(self, *event_ids: str) -> None:
+        for event_id in event_ids:
+            self.tokens[event_id] = self.tokens.get(event_id, b"") + b"+"
+
+
+async def test_a_surge_of_misses_for_one_event_is_one_build():
+    source, cache = FakeSource(), FakeCache()
+    pages = EventPages(source, cache)
+    source.gate.clear()
+    waiting = [asyncio.create_task(pages.get("e1")) for _ in range(50)]
+    await asyncio.sleep(0)
+    source.gate.set()
+    built = await asyncio.gather(*waiting)
+    assert source.reads == 1
+    assert len({p.payload for p in built}) == 1
+    assert catalog_pb2.Event.FromString(built[0].payload).id == "e1"
+
+
+async def test_a_cached_page_is_served_without_the_source_until_the_event_changes():
+    source, cache = FakeSource(), FakeCache()
+    pages = EventPages(source, cache)
+    first = await pages.get("e1")
+    again = await pages.get("e1")
+    assert source.reads == 1 and again == first
+    await pages.changed("e1")
+    await pages.get("e1")
+    assert source.reads == 2
+
+
+async def test_a_cache_that_is_down_only_costs_speed():
+    source, cache = FakeSource(), FakeCache()
+    cache.down = True
+    pages = EventPages(source, cache)
+    results = [await pages.get("e1") for _ in range(3)]
+    assert source.reads == 3
+    assert len({r.etag for r in results}) == 1
+
+
+async def test_a_page_is_not_kept_past_the_next_hold_that_lapses():
+    soon = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=5)
+    source, cache = FakeSource(held_until=soon), FakeCache()
+    await EventPages(source, cache).get("e1")
+    _, _, ttl = cache.pages["e1"]
+    assert 0 < ttl <= 5
