@@ -30,7 +30,7 @@ from rich.table import Table
 
 from deploy.stack import control, gateway, keys, proc, prometheus
 from deploy.stack.components import build
-from deploy.stack.ports import HOST, Ports
+from deploy.stack.ports import HOST, MAX_REPLICAS, Ports, instances
 from deploy.stack.postgres import Cluster
 from deploy.stack.state import (
     StackConfig,
@@ -87,6 +87,8 @@ def _config_for_up(args: argparse.Namespace, state: StateDir) -> StackConfig:
         config.cors_origins = list(args.cors_origin)
     if getattr(args, "search_engine", None):
         config.search_engine = args.search_engine
+    if getattr(args, "replicas", None) is not None:
+        config.replicas = args.replicas
     return config
 
 
@@ -215,12 +217,13 @@ def print_endpoints(state: StateDir, config: StackConfig) -> None:
     table.add_row("redis", config.redis_url)
     table.add_row("search engine", config.search_url)
     table.add_row("fake stripe", config.stripe_api_base)
-    for name in ("catalog", "search", "booking", "queue", "cdc-worker"):
-        table.add_row(
-            name,
-            f"{HOST}:{ports.of(name)}  (gRPC, plaintext; "
-            f"metrics http://{HOST}:{ports.of(name + '-metrics')}/metrics)",
-        )
+    for service in ("catalog", "search", "booking", "queue", "cdc-worker"):
+        for name in instances(service, config.replicas):
+            table.add_row(
+                name,
+                f"{HOST}:{ports.of(name)}  (gRPC, plaintext; "
+                f"metrics http://{HOST}:{ports.of(name + '-metrics')}/metrics)",
+            )
     if prometheus.binary() is not None:
         table.add_row("prometheus", f"http://{HOST}:{ports.of('prometheus')}")
     console.print(table)
@@ -319,6 +322,13 @@ def cmd_status(args: argparse.Namespace, state: StateDir) -> int:
     if not snapshot:
         console.print(f"no stack has run from {state.root}; `ticketing up` starts one")
     return 0 if healthy_all else 1
+
+
+def _replicas(value: str) -> int:
+    count = int(value) if value.isdigit() else 0
+    if not 1 <= count <= MAX_REPLICAS:
+        raise argparse.ArgumentTypeError(f"--replicas takes 1 to {MAX_REPLICAS} (got {value!r})")
+    return count
 
 
 def _ports_cell(item: dict[str, Any]) -> str:
@@ -480,6 +490,12 @@ def parser() -> argparse.ArgumentParser:
     )
     up.add_argument("--gateway-port", type=int, default=None, help="default 8080, then as stored")
     up.add_argument("--port-base", type=int, default=None, help="default 7100, then as stored")
+    up.add_argument(
+        "--replicas",
+        type=_replicas,
+        default=None,
+        help=f"instances of each public service, 1-{MAX_REPLICAS} (default 1, then as stored)",
+    )
     up.add_argument(
         "--search-engine",
         choices=["auto", "elasticsearch", "opensearch"],

@@ -15,7 +15,7 @@ from typing import Any
 from ticketing_common import mesh
 
 from . import gateway, probes, prometheus
-from .ports import HOST
+from .ports import HOST, instances
 from .postgres import Cluster
 from .proc import ProcessSpec
 from .state import StackConfig, StateDir, admission_key, stripe_secrets
@@ -174,18 +174,21 @@ def build(
             ),
         ),
     ]
-    for name, package in PACKAGES.items():
-        components.append(
-            Component(
-                name=name,
-                port=ports.of(name),
-                spec=spec(name, _python_module(package), env=service_env(config, state, name)),
-                probe=probes.grpc_health(f"{HOST}:{ports.of(name)}"),
-                ready_timeout=60.0,
-                prepare=fresh_metrics_dir(state, name),
-                extra_ports={f"{name}-metrics": ports.of(f"{name}-metrics")},
+    for service, package in PACKAGES.items():
+        # One process per instance (`ticketing up --replicas N`), each on its own ports; the
+        # gateway balances over them and stops sending to one that fails its health check.
+        for name in instances(service, config.replicas):
+            components.append(
+                Component(
+                    name=name,
+                    port=ports.of(name),
+                    spec=spec(name, _python_module(package), env=service_env(config, state, name)),
+                    probe=probes.grpc_health(f"{HOST}:{ports.of(name)}"),
+                    ready_timeout=60.0,
+                    prepare=fresh_metrics_dir(state, name),
+                    extra_ports={f"{name}-metrics": ports.of(f"{name}-metrics")},
+                )
             )
-        )
     components.append(
         Component(
             name="web",

@@ -35,7 +35,7 @@ from urllib.parse import urlsplit
 
 from ticketing_common import mesh
 
-from .ports import HOST
+from .ports import HOST, instances
 from .state import StackConfig
 
 if TYPE_CHECKING:
@@ -264,8 +264,26 @@ def _method_is(method: str) -> Data:
     return {"name": ":method", "string_match": {"exact": method}}
 
 
-def _route(match: Data, cluster: str, timeout: str, **more: str) -> Data:
+def _route(match: Data, cluster: str, timeout: str, **more: Any) -> Data:
     return {"match": match, "route": {"cluster": cluster, "timeout": timeout, **more}}
+
+
+# A call whose connection to an instance failed never reached it, so it is tried again on
+# another instance (one that just died, before the health check has seen it go: `ticketing up
+# --replicas`). Nothing that may have run is retried.
+RETRY_UNSENT: Data = {
+    "retry_on": "connect-failure,refused-stream,reset-before-request",
+    "num_retries": 2,
+    "retry_host_predicate": [
+        {
+            "name": "envoy.retry_host_predicates.previous_hosts",
+            "typed_config": _typed(
+                "envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate"
+            ),
+        }
+    ],
+    "host_selection_retry_max_attempts": 3,
+}
 
 
 def routes(jwt: JwtSettings) -> list[Data]:
@@ -281,7 +299,12 @@ def routes(jwt: JwtSettings) -> list[Data]:
         # Every service of the mesh, with its own timeout. REST calls are routed here too, by
         # their gRPC path, once the transcoder has rewritten them.
         *(
-            _route({"prefix": f"/{service.grpc_name}/"}, service.cluster, service.timeout)
+            _route(
+                {"prefix": f"/{service.grpc_name}/"},
+                service.cluster,
+                service.timeout,
+                retry_policy=RETRY_UNSENT,
+            )
             for service in mesh.SERVICES
         ),
         # The REST event page (GetEvent). The HTTP cache filter serves it while fresh and fills
@@ -804,9 +827,12 @@ def rest_origin_listener(config: StackConfig, descriptor: Path | None) -> Data:
 
 def clusters(config: StackConfig, settings: GatewaySettings) -> list[Data]:
     ports = config.ports
-    service_ports = {name: [ports.of(comp)] for name, comp in SERVICE_CLUSTERS.items()}
+    service_ports = {
+        name: [ports.of(i) for i in instances(comp, config.replicas)]
+        for name, comp in SERVICE_CLUSTERS.items()
+    }
     # Reflection, health and preflights: any service of the mesh.
-    service_ports["mesh"] = [ports.of(comp) for comp in SERVICE_CLUSTERS.values()]
+    service_ports["mesh"] = [p for name in SERVICE_CLUSTERS for p in service_ports[name]]
     result = [service_cluster(name, ports_) for name, ports_ in service_ports.items()]
     # The REST origin: the gateway's own second listener, which transcodes. The HTTP cache
     # filter fetches misses through its own client, past the filters that follow it, so a

@@ -39,7 +39,22 @@ OFFSETS: dict[str, int] = {
     "queue-metrics": 23,
     "cdc-worker-metrics": 24,
 }
+# `ticketing up --replicas N`: the 2nd and 3rd instance of each public service, on ports of
+# their own (catalog-2 at base + 30, its metrics at base + 40, ...). The CDC worker stays one.
+MAX_REPLICAS = 3
+REPLICATED = ("catalog", "search", "booking", "queue")
+for _k in range(2, MAX_REPLICAS + 1):
+    for _i, _name in enumerate(REPLICATED):
+        OFFSETS[f"{_name}-{_k}"] = 30 + (_k - 2) * len(REPLICATED) + _i
+        OFFSETS[f"{_name}-{_k}-metrics"] = 40 + (_k - 2) * len(REPLICATED) + _i
 SPAN = max(OFFSETS.values()) + 1
+
+
+def instances(name: str, replicas: int) -> list[str]:
+    """The stack components that run one service: ``catalog``, ``catalog-2``, ..."""
+    if name not in REPLICATED:
+        return [name]
+    return [name] + [f"{name}-{k}" for k in range(2, replicas + 1)]
 
 
 class PortInUseError(RuntimeError):

@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from .ports import HOST
+from .ports import HOST, instances
 from .state import StackConfig, StateDir
 
 RULES = Path(__file__).resolve().parents[1] / "prometheus" / "alerts.yml"
@@ -48,10 +48,11 @@ def config(stack: StackConfig) -> dict[str, Any]:
     ports = stack.ports
     services = [
         {
-            "targets": [f"{HOST}:{ports.of(port)}"],
-            "labels": {"component": component},
+            "targets": [f"{HOST}:{ports.of(instance + '-metrics')}"],
+            "labels": {"component": component, "instance_name": instance},
         }
-        for component, port in TARGETS.items()
+        for component in TARGETS
+        for instance in instances(component, stack.replicas)
     ]
     return {
         "global": {"scrape_interval": f"{SCRAPE_SECONDS}s", "evaluation_interval": "5s"},

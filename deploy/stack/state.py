@@ -102,6 +102,8 @@ class StackConfig:
     cors_origins: list[str] = field(default_factory=list)
     # Which client speaks to the search engine: auto (ask it), elasticsearch or opensearch.
     search_engine: str = "auto"
+    # Instances of each public service (ticketing up --replicas), each its own process and port.
+    replicas: int = 1
 
     @property
     def ports(self) -> Ports:
@@ -142,6 +144,7 @@ def load_config(state: StateDir) -> StackConfig:
         port_base=int(raw.get("port_base", DEFAULT_PORT_BASE)),
         cors_origins=list(raw.get("cors_origins", [])),
         search_engine=str(raw.get("search_engine", "auto")),
+        replicas=int(raw.get("replicas", 1)),
     )
 
 
@@ -154,6 +157,7 @@ def save_config(state: StateDir, config: StackConfig) -> None:
             "port_base": config.port_base,
             "cors_origins": config.cors_origins,
             "search_engine": config.search_engine,
+            "replicas": config.replicas,
         },
     )
 
