@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -30,7 +31,7 @@ from rich.table import Table
 
 from deploy.stack import control, gateway, keys, proc, prometheus
 from deploy.stack.components import build
-from deploy.stack.ports import HOST, MAX_REPLICAS, Ports, instances
+from deploy.stack.ports import HOST, MAX_REPLICAS, REPLICATED, Ports, instances
 from deploy.stack.postgres import Cluster
 from deploy.stack.state import (
     StackConfig,
@@ -292,6 +293,8 @@ def cmd_status(args: argparse.Namespace, state: StateDir) -> int:
     pid = control.supervisor_pid(state)
     running = pid is not None and snapshot.get("state") == "running"
     probes = _probes(state, config) if snapshot.get("components") else {}
+    if getattr(args, "json", False):
+        return _status_json(snapshot, probes, pid, running)
     table = Table(title=_status_title(snapshot, pid), caption=f"state in {state.root}")
     for column in ("component", "status", "pid", "port", "healthy", "why"):
         table.add_column(column)
@@ -321,6 +324,39 @@ def cmd_status(args: argparse.Namespace, state: StateDir) -> int:
         )
     if not snapshot:
         console.print(f"no stack has run from {state.root}; `ticketing up` starts one")
+    return 0 if healthy_all else 1
+
+
+def _status_json(
+    snapshot: dict[str, Any],
+    probes: dict[str, Callable[[], str | None]],
+    pid: int | None,
+    running: bool,
+) -> int:
+    """``ticketing status --json``: the table's facts, for scripts."""
+    rows = []
+    healthy_all = running
+    for item in snapshot.get("components", []):
+        healthy, why = _component_health(item, probes, pid is not None)
+        healthy_all &= healthy
+        name = str(item["name"])
+        service, _, number = name.rpartition("-")
+        instance = int(number) if service in REPLICATED and number.isdigit() else 1
+        rows.append(
+            {
+                "component": service if instance > 1 else name,
+                "instance": instance,
+                "name": name,
+                "status": item.get("status", "?") if pid else "not running",
+                "pid": item.get("pid") if pid else None,
+                "port": item.get("port"),
+                "ports": item.get("ports", {}),
+                "healthy": healthy,
+                "why": why or None,
+            }
+        )
+    state = snapshot.get("state", "not running") if pid else "not running"
+    print(json.dumps({"state": state, "supervisor_pid": pid, "components": rows}, indent=2))
     return 0 if healthy_all else 1
 
 
@@ -521,7 +557,9 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--supervised", action="store_true", help=argparse.SUPPRESS)
     up.set_defaults(func=cmd_up)
 
-    sub.add_parser("status", help="show every component's state").set_defaults(func=cmd_status)
+    status = sub.add_parser("status", help="show every component's state")
+    status.add_argument("--json", action="store_true", help="print it as JSON, for scripts")
+    status.set_defaults(func=cmd_status)
     sub.add_parser("down", help="stop a detached stack").set_defaults(func=cmd_down)
 
     logs = sub.add_parser("logs", help="show the components' logs")

@@ -874,6 +874,16 @@ def service_cluster(name: str, ports: list[int]) -> Data:
         # unhealthy, so a restarted service is back within about a second of answering its
         # health check.
         "common_lb_config": {"healthy_panic_threshold": {"value": 0}},
+        # Several instances (`ticketing up --replicas`): the one that keeps failing (refused or
+        # reset connections, 5xx) is ejected at once for a few seconds, before its health check
+        # has seen it go; never more than half of them.
+        "outlier_detection": {
+            "consecutive_5xx": 5,
+            "consecutive_gateway_failure": 2,
+            "interval": "1s",
+            "base_ejection_time": "5s",
+            "max_ejection_percent": 50,
+        },
         "load_assignment": _load_assignment(name, ports),
         "health_checks": [
             {
