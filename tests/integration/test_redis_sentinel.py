@@ -1,0 +1,194 @@
+"""Redis high availability with Sentinel, on a group of the test's own (tests/redis_ha.py: a
+primary, a replica, three Sentinels): the queue's store, opened through open_redis with the
+Sentinels, keeps its line when the primary is SIGKILLed while buyers join. A Sentinel promotes
+the replica, the same client follows it by itself, every buyer acknowledged before the kill
+keeps their place and order (the last un-replicated joins may be lost: replication is async;
+the test says how many), and every call that fails meanwhile fails as Unavailable. Prints the
+seconds of unavailability. Also: a sentinel address that does not parse stops a service at start,
+naming the setting, and Sentinels that do not answer give Unavailable, not a hang or a 500."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import pytest
+
+from queue_svc.adapters.redis_store import QueueStore
+from queue_svc.domain import Snapshot, Standing
+from tests.redis_ha import free_port, sentinel_group
+from ticketing_common.errors import Unavailable
+from ticketing_common.redis_client import open_redis
+
+pytestmark = pytest.mark.integration
+
+FAR = 4_102_444_800_000  # 2100-01-01, in ms: no admission ever expires during the test
+BEFORE = 200  # buyers in line before the kill
+AFTER = 100  # joins that must succeed after the kill before the test stops joining
+IN_LINE = {Standing.WAITING, Standing.PRE_QUEUE}
+
+
+@dataclass
+class Joins:
+    """What the joiner saw: acknowledged places (user, slot, monotonic time the call started)
+    and failures."""
+
+    acked: list[tuple[str, int, float]] = field(default_factory=list)
+    unavailable: list[float] = field(default_factory=list)
+    other: list[BaseException] = field(default_factory=list)
+
+
+async def join(store: QueueStore, event_id: str, user: str, open_ms: int) -> Snapshot:
+    return await store.join(event_id, user, open_ms=open_ms, expire_at_ms=FAR, draw=0)
+
+
+async def keep_joining(
+    store: QueueStore, event_id: str, open_ms: int, joins: Joins, killed: asyncio.Event
+) -> None:
+    """One buyer after another, each as soon as the previous call ended, until AFTER joins have
+    succeeded after the kill."""
+    after = 0
+    i = 0
+    while after < AFTER:
+        user = f"during-{i:05d}"
+        i += 1
+        started = time.monotonic()
+        try:
+            snap = await join(store, event_id, user, open_ms)
+        except Unavailable:
+            joins.unavailable.append(time.monotonic())
+            await asyncio.sleep(0.05)  # a client's back-off, short
+            continue
+        except Exception as exc:  # anything but Unavailable fails the test below
+            joins.other.append(exc)
+            await asyncio.sleep(0.05)
+            continue
+        joins.acked.append((user, snap.slot, started))
+        if killed.is_set():
+            after += 1
+        await asyncio.sleep(0.005)
+
+
+async def test_the_queue_follows_a_sentinel_failover_and_keeps_its_order():
+    with sentinel_group() as group:
+        client = open_redis(
+            f"redis://{group.primary.address}/0",
+            timeout_seconds=1.0,
+            sentinels=group.sentinel_addresses,
+            master_name=group.master_name,
+        )
+        store = QueueStore(client, grace_seconds=600)
+        event_id = str(uuid.uuid4())
+        open_ms = int(time.time() * 1000) - 60_000  # the sale is open: first come, first served
+        try:
+            before = [f"before-{i:03d}" for i in range(BEFORE)]
+            places = {}
+            for user in before:
+                places[user] = (await join(store, event_id, user, open_ms)).slot
+            assert sorted(places.values()) == [places[u] for u in before]  # join order
+            with group.primary.client() as primary:
+                # These BEFORE joins are on the replica too: none of them may be lost.
+                assert primary.execute_command("WAIT", 1, 5000) >= 1
+
+            joins = Joins()
+            killed = asyncio.Event()
+            joiner = asyncio.create_task(keep_joining(store, event_id, open_ms, joins, killed))
+            await asyncio.sleep(0.5)  # buyers are joining when the primary dies
+            os.kill(group.primary.process.pid, signal.SIGKILL)
+            killed_at = time.monotonic()
+            killed.set()
+            group.primary.process.wait(timeout=10)
+            await asyncio.wait_for(joiner, timeout=60)
+
+            promoted = group.master_port()
+            assert promoted == group.replica.port, "the Sentinels did not promote the replica"
+
+            # A call sent before the kill may have been answered by the old primary (a reply
+            # read after the kill included): acknowledged, perhaps never replicated. A call sent
+            # after it can only have been answered by the new primary.
+            acked_before_kill = [(u, s) for u, s, t in joins.acked if t < killed_at]
+            acked_after_kill = [(u, s, t) for u, s, t in joins.acked if t >= killed_at]
+            first_after = acked_after_kill[0][2]
+            users = before + [u for u, _ in acked_before_kill] + [u for u, _, _ in acked_after_kill]
+            seen = await store.standings(event_id, users, open_ms=open_ms)
+
+            # Every buyer in line before the kill (and replicated) keeps their place.
+            assert all(seen[u].standing in IN_LINE for u in before)
+            assert {u: seen[u].slot for u in before} == places
+            # Joins acknowledged just before the kill: kept with their place, or lost (not yet
+            # on the replica when the primary died). Nobody else's place moves.
+            kept = [(u, s) for u, s in acked_before_kill if seen[u].standing in IN_LINE]
+            lost = [u for u, _ in acked_before_kill if seen[u].standing not in IN_LINE]
+            assert all(seen[u].slot == s for u, s in kept)
+            # The line after the failover is in join order: those kept, then the new ones.
+            line = before + [u for u, _ in kept] + [u for u, _, _ in acked_after_kill]
+            slots = [seen[u].slot for u in line]
+            missing = {u: seen[u] for u in line if seen[u].standing not in IN_LINE}
+            assert not missing, f"{len(missing)} acknowledged buyers are not in line: {missing}"
+            assert slots == sorted(slots) and len(set(slots)) == len(slots)
+            # Calls that failed during the failover failed as the service's Unavailable.
+            assert joins.other == [], f"not Unavailable: {joins.other[:3]!r}"
+
+            last_before = max((t for _, _, t in joins.acked if t < killed_at), default=killed_at)
+            failed = (
+                f"{len(joins.unavailable)} calls answered Unavailable (from"
+                f" {joins.unavailable[0] - killed_at:.2f} s to"
+                f" {joins.unavailable[-1] - killed_at:.2f} s after the kill)"
+                if joins.unavailable
+                else "no call answered Unavailable"
+            )
+            print(
+                f"\nsentinel failover: primary :{group.primary.port} SIGKILLed, replica"
+                f" :{group.replica.port} promoted; joins succeed again"
+                f" from {first_after - killed_at:.2f} s after the kill"
+                f" ({first_after - last_before:.2f} s between the sending of the last"
+                f" acknowledged join before it and the first after it); {failed};"
+                f" {BEFORE} buyers in line before the kill all kept their places; of"
+                f" {len(acked_before_kill)} joins acknowledged in the 0.5 s before the kill,"
+                f" {len(lost)} lost (not yet replicated), {len(kept)} kept in order;"
+                f" {len(acked_after_kill)} joins after it, on the new primary"
+            )
+        finally:
+            await store.aclose()
+            await client.aclose()
+
+
+async def test_sentinels_that_do_not_answer_give_unavailable():
+    dead = [f"127.0.0.1:{free_port()}" for _ in range(3)]
+    client = open_redis("redis://127.0.0.1/0", sentinels=dead, master_name="ticketing")
+    store = QueueStore(client, grace_seconds=600)
+    started = time.monotonic()
+    try:
+        with pytest.raises(Unavailable):
+            await join(store, str(uuid.uuid4()), "nobody", 0)
+    finally:
+        await store.aclose()
+        await client.aclose()
+    print(f"no sentinel answering: Unavailable after {time.monotonic() - started:.3f} s")
+
+
+def test_a_sentinel_address_that_does_not_parse_stops_the_service_by_name():
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "TICKETING_DATABASE_URL": "postgresql://nobody@127.0.0.1:1/ticketing",
+        "TICKETING_REDIS_URL": "redis://127.0.0.1:1/0",
+        "TICKETING_ADMISSION_KEY": "k",
+        "TICKETING_REDIS_SENTINELS": "127.0.0.1:26379,sentinel-without-port",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "queue_svc"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "TICKETING_REDIS_SENTINELS" in done.stderr
+    assert "sentinel-without-port" in done.stderr
+    assert "Traceback" not in done.stderr
