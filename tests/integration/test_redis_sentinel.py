@@ -4,8 +4,10 @@ Sentinels, keeps its line when the primary is SIGKILLed while buyers join. A Sen
 the replica, the same client follows it by itself, every buyer acknowledged before the kill
 keeps their place and order (the last un-replicated joins may be lost: replication is async;
 the test says how many), and every call that fails meanwhile fails as Unavailable. Prints the
-seconds of unavailability. Also: a sentinel address that does not parse stops a service at start,
-naming the setting, and Sentinels that do not answer give Unavailable, not a hang or a 500."""
+seconds of unavailability. The queue service itself, on the shared stack's Postgres and the
+group, answers UNAVAILABLE meanwhile and serves the line afterwards. Also: a sentinel address
+that does not parse stops a service at start, naming the setting, and Sentinels that do not
+answer give Unavailable, not a hang or a 500."""
 
 from __future__ import annotations
 
@@ -18,10 +20,15 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
+import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from ticketing.queue.v1 import queue_pb2 as Q
+from ticketing.queue.v1 import queue_pb2_grpc
 
 from queue_svc.adapters.redis_store import QueueStore
 from queue_svc.domain import Snapshot, Standing
+from tests.integration.test_queue import queue_event
 from tests.redis_ha import free_port, sentinel_group
 from ticketing_common.errors import Unavailable
 from ticketing_common.redis_client import open_redis
@@ -192,3 +199,91 @@ def test_a_sentinel_address_that_does_not_parse_stops_the_service_by_name():
     assert "TICKETING_REDIS_SENTINELS" in done.stderr
     assert "sentinel-without-port" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_the_queue_service_answers_unavailable_through_a_failover_and_follows_it(stack, catalog):
+    """The service itself (``python -m queue_svc`` on the stack's Postgres and the Sentinel
+    group): calls during the failover answer UNAVAILABLE, never UNKNOWN or INTERNAL, and the
+    same process serves the line from the promoted replica, nobody's place lost."""
+    operator = (("authorization", f"Bearer {stack.token('ops-sentinel', role='operator')}"),)
+    serving = health_pb2.HealthCheckResponse.SERVING
+    event_id = queue_event(catalog, operator, open_in=-60, rate=1, cap=1)
+    with sentinel_group() as group:
+        listen = f"127.0.0.1:{free_port()}"
+        env = os.environ | {
+            "TICKETING_LISTEN": listen,
+            "TICKETING_DATABASE_URL": stack.database_url,
+            "TICKETING_REDIS_URL": "redis://127.0.0.1/0",
+            "TICKETING_REDIS_SENTINELS": ",".join(group.sentinel_addresses),
+            "TICKETING_REDIS_MASTER_NAME": group.master_name,
+            "TICKETING_ADMISSION_KEY": "sentinel-test-key",
+            "TICKETING_LOG_LEVEL": "WARNING",
+        }
+        service = subprocess.Popen(
+            [sys.executable, "-m", "queue_svc"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            with grpc.insecure_channel(listen) as channel:
+                health = health_pb2_grpc.HealthStub(channel)
+                deadline = time.monotonic() + 60
+                while True:
+                    try:
+                        if (
+                            health.Check(health_pb2.HealthCheckRequest(), timeout=2).status
+                            == serving
+                        ):
+                            break
+                    except grpc.RpcError:
+                        pass
+                    assert service.poll() is None, service.stderr.read().decode()[-2000:]
+                    assert time.monotonic() < deadline, "the queue service did not start"
+                    time.sleep(0.1)
+                queue = queue_pb2_grpc.QueueServiceStub(channel)
+
+                def as_buyer(user: str):
+                    return (("x-ticketing-user", user), ("x-ticketing-role", "buyer"))
+
+                def join_queue(user: str):
+                    return queue.JoinQueue(
+                        Q.JoinQueueRequest(event_id=event_id), metadata=as_buyer(user), timeout=10
+                    )
+
+                before = [f"svc-before-{i:03d}" for i in range(50)]
+                for user in before:
+                    join_queue(user)
+                with group.primary.client() as primary:
+                    assert primary.execute_command("WAIT", 1, 5000) >= 1
+                os.kill(group.primary.process.pid, signal.SIGKILL)
+                killed_at = time.monotonic()
+                codes: dict[str, int] = {}
+                back_at = None
+                i = 0
+                while back_at is None:
+                    assert time.monotonic() - killed_at < 60, f"never back: {codes}"
+                    try:
+                        join_queue(f"svc-during-{i:04d}")
+                        back_at = time.monotonic()
+                    except grpc.RpcError as err:
+                        codes[err.code().name] = codes.get(err.code().name, 0) + 1
+                        time.sleep(0.05)
+                    i += 1
+                assert set(codes) <= {"UNAVAILABLE"}, codes
+                assert group.master_port() == group.replica.port
+                for user in before:
+                    queue.GetQueuePosition(
+                        Q.GetQueuePositionRequest(event_id=event_id),
+                        metadata=as_buyer(user),
+                        timeout=10,
+                    )  # NOT_IN_QUEUE would raise
+                print(
+                    f"\nqueue service through a Sentinel failover: JoinQueue answered again"
+                    f" {back_at - killed_at:.2f} s after the primary was SIGKILLed; meanwhile"
+                    f" {codes or 'no errors'}; {len(before)} of {len(before)} buyers kept"
+                    " their place"
+                )
+        finally:
+            service.terminate()
+            service.wait(timeout=30)
