@@ -108,9 +108,10 @@ async def test_the_queue_follows_a_sentinel_failover_and_keeps_its_order():
             joiner = asyncio.create_task(keep_joining(store, event_id, open_ms, joins, killed))
             await asyncio.sleep(0.5)  # buyers are joining when the primary dies
             os.kill(group.primary.process.pid, signal.SIGKILL)
+            # Reaped, so surely gone: a busy machine may let it answer a call after kill().
+            group.primary.process.wait(timeout=10)
             killed_at = time.monotonic()
             killed.set()
-            group.primary.process.wait(timeout=10)
             await asyncio.wait_for(joiner, timeout=60)
 
             promoted = group.master_port()
@@ -257,6 +258,7 @@ def test_the_queue_service_answers_unavailable_through_a_failover_and_follows_it
                 with group.primary.client() as primary:
                     assert primary.execute_command("WAIT", 1, 5000) >= 1
                 os.kill(group.primary.process.pid, signal.SIGKILL)
+                group.primary.process.wait(timeout=10)
                 killed_at = time.monotonic()
                 codes: dict[str, int] = {}
                 back_at = None
