@@ -21,7 +21,11 @@ SERVICE_NAME = booking_pb2.DESCRIPTOR.services_by_name["BookingService"].full_na
 
 async def create_server(settings: BookingSettings) -> ServiceServer:
     pool = await open_pool(settings.database_url, max_size=settings.db_pool_size, name="booking")
-    cache = open_redis(settings.redis_url)
+    cache = open_redis(
+        settings.redis_url,
+        sentinels=settings.redis_sentinels,
+        master_name=settings.redis_master_name,
+    )
     hold = dt.timedelta(seconds=settings.hold_seconds)
     service = BookingService(
         BookingRepository(pool),

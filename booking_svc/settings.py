@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 
-from ticketing_common.settings import BaseSettings
+from ticketing_common.settings import RedisSettings
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class BookingSettings(BaseSettings):
+class BookingSettings(RedisSettings):
     database_url: str
-    redis_url: str
     stripe_api_base: str
     stripe_api_key: str
     stripe_webhook_secret: str

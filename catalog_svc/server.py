@@ -19,7 +19,11 @@ SERVICE_NAME = SERVICE.full_name
 
 async def create_server(settings: CatalogSettings) -> ServiceServer:
     pool = await open_pool(settings.database_url, max_size=settings.db_pool_size, name="catalog")
-    cache = open_redis(settings.redis_url)
+    cache = open_redis(
+        settings.redis_url,
+        sentinels=settings.redis_sentinels,
+        master_name=settings.redis_master_name,
+    )
     pages = EventPages(CatalogRepository(pool), RedisPageCache(cache))
     servicer = CatalogServiceServicer(CatalogRepository(pool), pages)
     handler = generic_handler(SERVICE, servicer, raw_responses=("GetEvent",))

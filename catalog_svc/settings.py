@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 
-from ticketing_common.settings import BaseSettings
+from ticketing_common.settings import RedisSettings
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class CatalogSettings(BaseSettings):
+class CatalogSettings(RedisSettings):
     database_url: str
-    redis_url: str
     db_pool_size: int = 20

@@ -21,7 +21,11 @@ SERVICE_NAME = SERVICE.full_name
 
 async def create_server(settings: QueueSettings) -> ServiceServer:
     pool = await open_pool(settings.database_url, max_size=settings.db_pool_size, name="queue")
-    client = open_redis(settings.redis_url)
+    client = open_redis(
+        settings.redis_url,
+        sentinels=settings.redis_sentinels,
+        master_name=settings.redis_master_name,
+    )
     store = QueueStore(
         client,
         grace_seconds=settings.queue_grace_seconds,

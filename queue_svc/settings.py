@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 
-from ticketing_common.settings import BaseSettings, SettingsError
+from ticketing_common.settings import RedisSettings, SettingsError
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class QueueSettings(BaseSettings):
+class QueueSettings(RedisSettings):
     database_url: str
-    redis_url: str
     # Signs admissions (HMAC); shared with booking_svc only.
     admission_key: str
     db_pool_size: int = 5

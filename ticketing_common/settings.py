@@ -54,6 +54,36 @@ class BaseSettings:
                 )
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RedisSettings(BaseSettings):
+    """What a process that talks to Redis needs: a URL, or the Sentinels that know the primary.
+
+    With ``redis_sentinels`` set (``host:port,...``), the primary's address comes from the
+    Sentinels (``redis_master_name`` is the name they monitor it by) and only the database
+    number and credentials of ``redis_url`` are used (ticketing_common.redis_client)."""
+
+    redis_url: str
+    redis_sentinels: tuple[str, ...] = ()
+    redis_master_name: str = "ticketing"
+
+    def validate(self) -> None:
+        super().validate()
+        for address in self.redis_sentinels:
+            try:
+                _, port = split_host_port(address)
+            except SettingsError:
+                port = -1
+            if not 0 < port <= 65535:
+                raise SettingsError(
+                    f"{env_name('redis_sentinels')}: {address!r} is not host:port"
+                    " (expected host:port,host:port,...)"
+                )
+        if self.redis_sentinels and not self.redis_master_name.strip():
+            raise SettingsError(
+                f"{env_name('redis_master_name')} must name the primary the Sentinels monitor"
+            )
+
+
 def env_name(field_name: str) -> str:
     return PREFIX + field_name.upper()
 

@@ -250,11 +250,17 @@ def redis_argv(config: StackConfig, state: StateDir) -> list[str]:
     of truth for sales). The queue must outlive a crash: every write goes to the append-only
     file, flushed to disk every second, so a SIGKILL loses at most the last second of joins and
     the restart loads every buyer's place back (tests/integration/test_redis_crash.py)."""
-    return [
+    return redis_node_argv(config.ports.of("redis"), state.redis_dir)
+
+
+def redis_node_argv(port: int, directory: Path, *, replica_of: int | None = None) -> list[str]:
+    """One Redis data node on the loopback, persisted as redis_argv explains; with
+    ``replica_of``, a replica of the node on that port (the Sentinel form, see sentinel_argv)."""
+    argv = [
         str(redis_server_binary()),
         "--bind", HOST,
-        "--port", str(config.ports.of("redis")),
-        "--dir", str(state.redis_dir),
+        "--port", str(port),
+        "--dir", str(directory),
         "--save", "",
         "--appendonly", "yes",
         "--appendfsync", "everysec",
@@ -262,6 +268,40 @@ def redis_argv(config: StackConfig, state: StateDir) -> list[str]:
         "--daemonize", "no",
         "--logfile", "",
     ]  # fmt: skip
+    if replica_of is not None:
+        argv += ["--replicaof", HOST, str(replica_of)]
+    return argv
+
+
+def sentinel_argv(
+    port: int,
+    directory: Path,
+    *,
+    primary_port: int,
+    master_name: str,
+    quorum: int = 2,
+    down_after_ms: int = 1000,
+    failover_timeout_ms: int = 5000,
+) -> list[str]:
+    """A Redis Sentinel (the same redis-server binary, ``--sentinel``) watching the primary on
+    ``primary_port`` under ``master_name``. Sentinel rewrites its configuration file as it learns
+    the replicas, the other Sentinels and failovers, so the file lives in ``directory``."""
+    config = directory / "sentinel.conf"
+    config.write_text(
+        "\n".join(
+            [
+                f"bind {HOST}",
+                f"port {port}",
+                f"dir {directory}",
+                f"sentinel monitor {master_name} {HOST} {primary_port} {quorum}",
+                f"sentinel down-after-milliseconds {master_name} {down_after_ms}",
+                f"sentinel failover-timeout {master_name} {failover_timeout_ms}",
+                f"sentinel parallel-syncs {master_name} 1",
+                "",
+            ]
+        )
+    )
+    return [str(redis_server_binary()), str(config), "--sentinel", "--daemonize", "no"]
 
 
 def search_engine_argv(config: StackConfig) -> list[str]:

@@ -270,10 +270,16 @@ def test_metrics_port_is_exposed_and_scraped(rendered: tuple[str, list[dict[str,
 def test_stateful_parts_are_external_endpoints(
     rendered: tuple[str, list[dict[str, Any]]],
 ) -> None:
-    _, docs = rendered
+    value_set, docs = rendered
     assert of_kind(docs, "StatefulSet") == {}
     config = of_kind(docs, "ConfigMap")["ticketing-config"]["data"]
     assert config["TICKETING_REDIS_URL"].startswith("redis://")
+    # The production example reaches Redis through its Sentinels; the others by one URL.
+    if value_set == "production":
+        assert config["TICKETING_REDIS_SENTINELS"] == "sales-redis-sentinel.data.svc:26379"
+        assert config["TICKETING_REDIS_MASTER_NAME"] == "sales"
+    else:
+        assert "TICKETING_REDIS_SENTINELS" not in config
     assert config["TICKETING_SEARCH_URL"].startswith(("http://", "https://"))
     peers = dict(item.split("=") for item in config["TICKETING_PEERS"].split(","))
     assert set(peers) == set(components.MESH)
@@ -332,6 +338,7 @@ def test_gateway_config_is_the_rendered_template_and_envoy_accepts_it(
         ("catalog.replicas=-1", "catalog.replicas must not be negative"),
         ("database.secretName=", "database.secretName is required"),
         ("redis.url=", "redis.url is required"),
+        ("redis.sentinels={sentinel-without-port}", "at '/redis/sentinels/0'"),
         (
             "search.autoscaling.enabled=true,search.autoscaling.minReplicas=0",
             "search.autoscaling needs 1 <= minReplicas <= maxReplicas",

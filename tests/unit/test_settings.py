@@ -1,4 +1,5 @@
 import dataclasses
+import re
 
 import pytest
 
@@ -75,3 +76,31 @@ def test_the_queue_checks_the_shared_settings_too():
     with pytest.raises(SettingsError, match="TICKETING_WORKERS=2 needs a fixed port"):
         load(QueueSettings, _QUEUE_REQUIRED | {"TICKETING_WORKERS": "2"})
     assert load(QueueSettings, _QUEUE_REQUIRED).workers == 1
+
+
+def test_the_redis_services_read_the_sentinels_and_the_master_name():
+    settings = load(
+        QueueSettings,
+        _QUEUE_REQUIRED
+        | {"TICKETING_REDIS_SENTINELS": "10.0.0.1:26379, sentinel-b:26379,[::1]:26380"},
+    )
+    assert settings.redis_sentinels == ("10.0.0.1:26379", "sentinel-b:26379", "[::1]:26380")
+    assert settings.redis_master_name == "ticketing"
+    assert load(QueueSettings, _QUEUE_REQUIRED).redis_sentinels == ()
+
+
+@pytest.mark.parametrize(
+    "bad", ["sentinel-b", "sentinel-b:", ":26379", "host:port", "h:0", "h:70000"]
+)
+def test_a_sentinel_address_that_does_not_parse_is_refused_by_name(bad):
+    with pytest.raises(SettingsError, match=f"TICKETING_REDIS_SENTINELS: '{re.escape(bad)}'"):
+        load(QueueSettings, _QUEUE_REQUIRED | {"TICKETING_REDIS_SENTINELS": f"h:1,{bad}"})
+
+
+def test_sentinels_need_a_master_name():
+    with pytest.raises(SettingsError, match="TICKETING_REDIS_MASTER_NAME"):
+        load(
+            QueueSettings,
+            _QUEUE_REQUIRED
+            | {"TICKETING_REDIS_SENTINELS": "h:1", "TICKETING_REDIS_MASTER_NAME": " "},
+        )
