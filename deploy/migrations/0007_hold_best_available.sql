@@ -7,14 +7,16 @@
 -- Best = the venue's section order as stored in seat_map (array position), then the row
 -- nearest the stage (array position within the section), then the lowest seat numbers.
 --
--- How buyers asking at once avoid each other without queueing: each reads the free runs of
--- adjacent seats (a plain snapshot, no locks) and tries the candidate blocks in best order,
--- locking a block's seats with SKIP LOCKED. A block another buyer is taking right now is
--- skipped, never waited for. Candidates are only the blocks at either end of a free run, so a
--- party never leaves an orphan seat between itself and a taken seat (with pairs in rows of
--- even length nothing is ever stranded, however the buyers interleave). When every candidate
--- was being taken by someone else, the runs are read again (up to five rounds, a few ms
--- apart); when the snapshot itself has no run long enough, no block is left.
+-- How buyers asking at once avoid each other without queueing: row by row in best order, each
+-- reads the row's free runs of adjacent seats (a plain snapshot of a few index entries, no
+-- locks) and tries the candidate blocks in seat order, locking a block's seats with SKIP
+-- LOCKED. A block another buyer is taking right now is skipped, never waited for. Candidates
+-- are the blocks that tile a free run from its left end (run start, start + quantity, ...) plus
+-- the block at its right end, so a party never strands a seat between itself and a taken one
+-- more than packing from the edge would (with pairs in rows of even length nothing is ever
+-- stranded, however the buyers interleave), and concurrent buyers spread over disjoint blocks.
+-- When every candidate was being taken by someone else, the rows are read again (up to five
+-- rounds, a few ms apart); when no row has a run long enough, no block is left.
 --
 -- Outcome codes (the wording is booking_svc/domain.py's):
 --   HELD                 held_* describe the seats, in seat order
@@ -50,6 +52,7 @@ CREATE FUNCTION hold_best_available(
 LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
     v_seat_map jsonb;
+    seat_row record;
     candidate record;
     got uuid[];
     seen_candidate boolean;
@@ -108,63 +111,64 @@ BEGIN
 
     FOR attempt IN 1..5 LOOP
         seen_candidate := false;
-        FOR candidate IN
-            WITH layout AS (
-                SELECT s.ord AS s_rank, s.sec ->> 'name' AS section, r.ord AS r_rank,
-                       r.rw ->> 'label' AS row_label
-                  FROM jsonb_array_elements(v_seat_map -> 'sections') WITH ORDINALITY AS s(sec, ord)
-                 CROSS JOIN LATERAL
-                       jsonb_array_elements(s.sec -> 'rows') WITH ORDINALITY AS r(rw, ord)
-                 WHERE (p_tier IS NULL OR s.sec ->> 'price_tier' = p_tier)
-                   AND (p_section IS NULL OR s.sec ->> 'name' = p_section)
-            ), free AS (
-                SELECT t.id, l.s_rank, l.r_rank, t.seat_label::integer AS n
-                  FROM layout l
-                  JOIN tickets t ON t.event_id = p_event AND t.section = l.section
-                                AND t.row_label = l.row_label
-                 WHERE ticket_is_available(t.status, t.hold_expire_time)
-                   AND t.seat_label ~ '^[0-9]{1,9}$'
-            ), runs AS (
-                SELECT f.*, f.n - row_number() OVER (PARTITION BY f.s_rank, f.r_rank
-                                                     ORDER BY f.n) AS grp
-                  FROM free f
-            ), blocks AS (
-                SELECT r.s_rank, r.r_rank, r.n,
-                       min(r.n) OVER run AS run_start, max(r.n) OVER run AS run_end,
-                       array_agg(r.id) OVER (PARTITION BY r.s_rank, r.r_rank, r.grp ORDER BY r.n
-                                             ROWS BETWEEN CURRENT ROW
-                                                  AND p_quantity - 1 FOLLOWING) AS ids
-                  FROM runs r
-                WINDOW run AS (PARTITION BY r.s_rank, r.r_rank, r.grp)
-            )
-            SELECT b.ids FROM blocks b
-             WHERE b.run_end - b.run_start + 1 >= p_quantity
-               AND (b.n = b.run_start OR b.n = b.run_end - p_quantity + 1)
-             ORDER BY b.s_rank, b.r_rank, b.n
+        FOR seat_row IN
+            SELECT s.sec ->> 'name' AS section, r.rw ->> 'label' AS row_label
+              FROM jsonb_array_elements(v_seat_map -> 'sections') WITH ORDINALITY AS s(sec, ord)
+             CROSS JOIN LATERAL
+                   jsonb_array_elements(s.sec -> 'rows') WITH ORDINALITY AS r(rw, ord)
+             WHERE (p_tier IS NULL OR s.sec ->> 'price_tier' = p_tier)
+               AND (p_section IS NULL OR s.sec ->> 'name' = p_section)
+             ORDER BY s.ord, r.ord
         LOOP
-            seen_candidate := true;
-            SELECT coalesce(array_agg(x.id), '{}') INTO got FROM (
-                SELECT t.id FROM tickets t
-                 WHERE t.id = ANY(candidate.ids)
-                   AND ticket_is_available(t.status, t.hold_expire_time)
-                   FOR UPDATE SKIP LOCKED
-            ) x;
-            IF cardinality(got) = p_quantity THEN
-                WITH held AS (
-                    UPDATE tickets t SET status = 'held', holder_user_id = p_user,
-                           hold_expire_time = now() + p_duration, booking_id = NULL
-                     WHERE t.id = ANY(got)
-                    RETURNING t.id, t.seat_label, t.price_minor, t.currency, t.hold_expire_time
+            -- One row's free runs, from a fresh snapshot (a small range of tickets_unsold_idx).
+            FOR candidate IN
+                WITH free AS (
+                    SELECT t.id, t.seat_label::integer AS n
+                      FROM tickets t
+                     WHERE t.event_id = p_event AND t.section = seat_row.section
+                       AND t.row_label = seat_row.row_label
+                       AND ticket_is_available(t.status, t.hold_expire_time)
+                       AND t.seat_label ~ '^[0-9]{1,9}$'
+                ), runs AS (
+                    SELECT f.id, f.n, f.n - row_number() OVER (ORDER BY f.n) AS grp FROM free f
+                ), blocks AS (
+                    SELECT r.n, min(r.n) OVER run AS run_start, max(r.n) OVER run AS run_end,
+                           array_agg(r.id) OVER (PARTITION BY r.grp ORDER BY r.n
+                                                 ROWS BETWEEN CURRENT ROW
+                                                      AND p_quantity - 1 FOLLOWING) AS ids
+                      FROM runs r
+                    WINDOW run AS (PARTITION BY r.grp)
                 )
-                SELECT array_agg(h.id ORDER BY h.seat_label::integer),
-                       array_agg(h.price_minor ORDER BY h.seat_label::integer),
-                       array_agg(h.currency::text ORDER BY h.seat_label::integer),
-                       array_agg(h.hold_expire_time ORDER BY h.seat_label::integer)
-                  INTO held_ids, held_prices, held_currencies, held_expire_times
-                  FROM held h;
-                outcome := 'HELD';
-                RETURN;
-            END IF;
+                SELECT b.ids FROM blocks b
+                 WHERE b.n + p_quantity - 1 <= b.run_end
+                   AND ((b.n - b.run_start) % p_quantity = 0 OR b.n = b.run_end - p_quantity + 1)
+                 ORDER BY b.n
+            LOOP
+                seen_candidate := true;
+                SELECT coalesce(array_agg(x.id), '{}') INTO got FROM (
+                    SELECT t.id FROM tickets t
+                     WHERE t.id = ANY(candidate.ids)
+                       AND ticket_is_available(t.status, t.hold_expire_time)
+                       FOR UPDATE SKIP LOCKED
+                ) x;
+                IF cardinality(got) = p_quantity THEN
+                    WITH held AS (
+                        UPDATE tickets t SET status = 'held', holder_user_id = p_user,
+                               hold_expire_time = now() + p_duration, booking_id = NULL
+                         WHERE t.id = ANY(got)
+                        RETURNING t.id, t.seat_label, t.price_minor, t.currency,
+                                  t.hold_expire_time
+                    )
+                    SELECT array_agg(h.id ORDER BY h.seat_label::integer),
+                           array_agg(h.price_minor ORDER BY h.seat_label::integer),
+                           array_agg(h.currency::text ORDER BY h.seat_label::integer),
+                           array_agg(h.hold_expire_time ORDER BY h.seat_label::integer)
+                      INTO held_ids, held_prices, held_currencies, held_expire_times
+                      FROM held h;
+                    outcome := 'HELD';
+                    RETURN;
+                END IF;
+            END LOOP;
         END LOOP;
         EXIT WHEN NOT seen_candidate;
         PERFORM pg_sleep(0.005 * attempt);
