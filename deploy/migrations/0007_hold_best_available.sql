@@ -28,6 +28,14 @@
 --   NO_ADJACENT_SEATS    no run of p_quantity seats left; seats_remaining: available seats
 --                        matching the request
 --   TICKET_UNAVAILABLE   every candidate block was being taken by others, five rounds in a row
+-- The seats "best available" reads, row by row: only seats with status 'available' (a row that
+-- is all held or sold costs one index probe, not a visit of every seat), and the holds of an
+-- event by expiry, to find the lapsed ones (available again without anybody writing).
+CREATE INDEX tickets_free_idx ON tickets (event_id, section, row_label, seat_label)
+    WHERE status = 'available';
+
+CREATE INDEX tickets_hold_expiry_idx ON tickets (event_id, hold_expire_time) WHERE status = 'held';
+
 CREATE FUNCTION hold_best_available(
     p_user text,
     p_event uuid,
@@ -49,12 +57,15 @@ CREATE FUNCTION hold_best_available(
     OUT held_expire_times timestamptz[],
     OUT seats_remaining integer
 )
-LANGUAGE plpgsql VOLATILE AS $$
+-- Generic plans: the statements run once per row of the venue, and planning each afresh
+-- (custom plans) costs several times their execution.
+LANGUAGE plpgsql VOLATILE SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
     v_seat_map jsonb;
     seat_row record;
     candidate record;
     got uuid[];
+    lapsed uuid[];
     seen_candidate boolean;
 BEGIN
     PERFORM set_config('synchronous_commit', 'off', true);
@@ -111,6 +122,9 @@ BEGIN
 
     FOR attempt IN 1..5 LOOP
         seen_candidate := false;
+        -- Seats whose hold lapsed are available too (expiry is implicit); usually none.
+        SELECT coalesce(array_agg(t.id), '{}') INTO lapsed FROM tickets t
+         WHERE t.event_id = p_event AND t.status = 'held' AND t.hold_expire_time <= now();
         FOR seat_row IN
             SELECT s.sec ->> 'name' AS section, r.rw ->> 'label' AS row_label
               FROM jsonb_array_elements(v_seat_map -> 'sections') WITH ORDINALITY AS s(sec, ord)
@@ -120,12 +134,18 @@ BEGIN
                AND (p_section IS NULL OR s.sec ->> 'name' = p_section)
              ORDER BY s.ord, r.ord
         LOOP
-            -- One row's free runs, from a fresh snapshot (a small range of tickets_unsold_idx).
+            -- One row's free runs, from a fresh snapshot (tickets_free_idx, plus lapsed holds).
             FOR candidate IN
                 WITH free AS (
                     SELECT t.id, t.seat_label::integer AS n
                       FROM tickets t
                      WHERE t.event_id = p_event AND t.section = seat_row.section
+                       AND t.row_label = seat_row.row_label AND t.status = 'available'
+                       AND t.seat_label ~ '^[0-9]{1,9}$'
+                    UNION ALL
+                    SELECT t.id, t.seat_label::integer AS n
+                      FROM tickets t
+                     WHERE t.id = ANY(lapsed) AND t.section = seat_row.section
                        AND t.row_label = seat_row.row_label
                        AND ticket_is_available(t.status, t.hold_expire_time)
                        AND t.seat_label ~ '^[0-9]{1,9}$'
