@@ -368,3 +368,20 @@ def test_rest_through_the_gateway(stack, catalog, operator, db):
         stack, "/booking/reserve-best", method="POST", body={"eventId": event_id, "quantity": 1}
     )
     assert status == 401  # like /booking/reserve: a token is required
+
+
+def test_seats_whose_hold_lapsed_are_picked_again(stack, catalog, operator, booking, db):
+    event_id = new_event(catalog, operator, sections=1, rows=1, seats=2)
+    first = best(booking, stack, "lapse-a", event_id, 2)
+    with pytest.raises(grpc.RpcError) as err:
+        best(booking, stack, "lapse-b", event_id, 2)
+    assert error_reason(err.value) == "NO_ADJACENT_SEATS"
+    # The hold runs out (status stays 'held': expiry is implicit, nobody writes).
+    db.execute(
+        "UPDATE tickets SET hold_expire_time = now() - interval '1 second'"
+        " WHERE id = ANY(%s::uuid[])",
+        (list(first.ticket_ids),),
+    )
+    again = best(booking, stack, "lapse-b", event_id, 2)
+    assert sorted(again.ticket_ids) == sorted(first.ticket_ids)
+    assert again.user_id == "lapse-b"
