@@ -16,6 +16,7 @@ from ticketing.catalog.v1 import catalog_pb2
 
 from deploy.stack.state import StateDir, admission_key
 from tests.helpers import error_reason, make_event, make_venue, rest, ts
+from tests.integration.test_metrics import BOOKING, eventually, sample, scrape
 from ticketing_common import admission
 
 pytestmark = pytest.mark.integration
@@ -385,3 +386,30 @@ def test_seats_whose_hold_lapsed_are_picked_again(stack, catalog, operator, book
     again = best(booking, stack, "lapse-b", event_id, 2)
     assert sorted(again.ticket_ids) == sorted(first.ticket_ids)
     assert again.user_id == "lapse-b"
+
+
+def test_best_available_holds_are_counted_by_outcome(stack, catalog, operator, booking):
+    event_id = new_event(catalog, operator, sections=1, rows=1, seats=3)
+    rpc = {"grpc_service": BOOKING, "grpc_method": "ReserveBestAvailable"}
+    before = scrape(stack, "booking")
+    best(booking, stack, "metered-a", event_id, 2)
+    with pytest.raises(grpc.RpcError):
+        best(booking, stack, "metered-b", event_id, 2)
+
+    def counted() -> bool:
+        text = scrape(stack, "booking")
+        done = sample(text, "grpc_server_handling_seconds_count", **rpc)
+        return done - sample(before, "grpc_server_handling_seconds_count", **rpc) >= 2
+
+    eventually(counted)
+    after = scrape(stack, "booking")
+
+    def delta(name, **labels):
+        return sample(after, name, **labels) - sample(before, name, **labels)
+
+    assert delta("grpc_server_handled_total", grpc_code="OK", **rpc) == 1
+    assert delta("grpc_server_handled_total", grpc_code="FAILED_PRECONDITION", **rpc) == 1
+    assert delta("ticketing_best_available_total", outcome="TAKEN") == 1
+    assert delta("ticketing_best_available_total", outcome="NO_ADJACENT_SEATS") == 1
+    assert delta("ticketing_holds_total", outcome="TAKEN") == 1
+    assert delta("ticketing_tickets_held_total") == 2
