@@ -6,6 +6,8 @@
 --
 -- Best = the venue's section order as stored in seat_map (array position), then the row
 -- nearest the stage (array position within the section), then the lowest seat numbers.
+-- Adjacent = consecutive seat numbers in one row; a seat whose label is not a number is never
+-- picked (the catalog generates 1, 2, 3...; standing sections are not modelled yet).
 --
 -- How buyers asking at once avoid each other without queueing: row by row in best order, each
 -- reads the row's free runs of adjacent seats (a plain snapshot of a few index entries, no

@@ -413,3 +413,22 @@ def test_best_available_holds_are_counted_by_outcome(stack, catalog, operator, b
     assert delta("ticketing_best_available_total", outcome="NO_ADJACENT_SEATS") == 1
     assert delta("ticketing_holds_total", outcome="TAKEN") == 1
     assert delta("ticketing_tickets_held_total") == 2
+
+
+def test_one_users_orders_sent_at_once_never_beat_the_cap(stack, catalog, operator, db):
+    """Six orders of two seats from one user at once, with a cap of four: exactly two held."""
+    event_id = new_event(catalog, operator, sections=1, rows=4, seats=10, max_tickets_per_user=4)
+    token = {"greedy-pairs": stack.token("greedy-pairs")}
+
+    async def orders() -> list[str]:
+        answers = await asyncio.gather(
+            *(_best_race(stack.gateway, token, event_id, 2) for _ in range(6))
+        )
+        return [a for _, outcomes, _ in answers for a in outcomes]
+
+    answers = asyncio.run(orders())
+    assert sorted(answers) == ["LIMIT_EXCEEDED"] * 4 + ["OK"] * 2, answers
+    assert db.execute(
+        "SELECT count(*) FROM tickets WHERE event_id = %s AND holder_user_id = 'greedy-pairs'",
+        (event_id,),
+    ).fetchone() == (4,)
