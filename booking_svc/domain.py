@@ -17,6 +17,7 @@ from ticketing_common.errors import (
     DomainError,
     FailedPrecondition,
     InvalidArgument,
+    NotFound,
     PermissionDenied,
     Reason,
     ResourceExhausted,
@@ -123,6 +124,12 @@ class HoldOutcome(enum.Enum):
     NOT_ADMITTED = "NOT_ADMITTED"
     LIMIT_EXCEEDED = "LIMIT_EXCEEDED"
     TICKET_UNAVAILABLE = "TICKET_UNAVAILABLE"
+    # Only from ``hold_best_available``, which picks the seats itself.
+    EVENT_NOT_FOUND = "EVENT_NOT_FOUND"
+    QUANTITY_OVER_LIMIT = "QUANTITY_OVER_LIMIT"
+    UNKNOWN_PRICE_TIER = "UNKNOWN_PRICE_TIER"
+    UNKNOWN_SECTION = "UNKNOWN_SECTION"
+    NO_ADJACENT_SEATS = "NO_ADJACENT_SEATS"
 
 
 def hold_refused(
@@ -162,6 +169,83 @@ def unavailable(ticket_ids_missing: Sequence[str]) -> FailedPrecondition:
         reason=Reason.TICKET_UNAVAILABLE,
         metadata={"ticket_ids": ",".join(ticket_ids_missing[:MAX_TICKETS_PER_ORDER])},
     )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class BestSeatsOrder:
+    """A "best available" request: quantity adjacent seats in one row, optionally only of one
+    price tier and/or one section (None: any)."""
+
+    event_id: str
+    quantity: int
+    price_tier: str | None
+    section: str | None
+
+
+def best_seats_order(event_id: str, quantity: int, price_tier: str, section: str) -> BestSeatsOrder:
+    """The request checked for what can be told without the event; the event's own limits
+    (its per-user cap, its tiers and sections) are checked where the seats are held."""
+    try:
+        event = str(uuid.UUID(event_id))
+    except (ValueError, AttributeError, TypeError):
+        raise InvalidArgument(
+            f"event_id must be a UUID, got {str(event_id)[:64]!r}",
+            reason=Reason.MALFORMED_ID,
+            metadata={"field": "event_id"},
+        ) from None
+    if quantity < 1:
+        raise InvalidArgument(
+            f"quantity must be at least 1, got {quantity}", metadata={"field": "quantity"}
+        )
+    if quantity > MAX_TICKETS_PER_ORDER:
+        raise InvalidArgument(
+            f"at most {MAX_TICKETS_PER_ORDER} seats per order, asked for {quantity}",
+            metadata={"field": "quantity", "limit": str(MAX_TICKETS_PER_ORDER)},
+        )
+    return BestSeatsOrder(event, quantity, price_tier.strip() or None, section.strip() or None)
+
+
+def best_seats_refused(
+    outcome: HoldOutcome,
+    order: BestSeatsOrder,
+    window: SaleWindow | None,
+    already_mine: int,
+    seats_remaining: int,
+) -> DomainError:
+    """The buyer's answer to a refused "best available" hold."""
+    if outcome is HoldOutcome.EVENT_NOT_FOUND:
+        return NotFound(f"no event {order.event_id}", reason=Reason.EVENT_NOT_FOUND)
+    if outcome is HoldOutcome.QUANTITY_OVER_LIMIT:
+        assert window is not None
+        return InvalidArgument(
+            f"at most {window.max_tickets_per_user} tickets per person for this event, "
+            f"asked for {order.quantity}",
+            metadata={"field": "quantity", "limit": str(window.max_tickets_per_user)},
+        )
+    if outcome is HoldOutcome.UNKNOWN_PRICE_TIER:
+        return InvalidArgument(
+            f"the venue has no price tier {order.price_tier!r}",
+            metadata={"field": "price_tier"},
+        )
+    if outcome is HoldOutcome.UNKNOWN_SECTION:
+        tier = f" with price tier {order.price_tier!r}" if order.price_tier else ""
+        return InvalidArgument(
+            f"the venue has no section {order.section!r}{tier}", metadata={"field": "section"}
+        )
+    if outcome is HoldOutcome.NO_ADJACENT_SEATS:
+        return FailedPrecondition(
+            f"no {order.quantity} adjacent seats in one row are left; "
+            f"{seats_remaining} single seats remain",
+            reason=Reason.NO_ADJACENT_SEATS,
+            metadata={"seats_remaining": str(seats_remaining), "quantity": str(order.quantity)},
+        )
+    if outcome is HoldOutcome.TICKET_UNAVAILABLE:
+        return FailedPrecondition(
+            "every block of seats that fits was just being taken by someone else; retry",
+            reason=Reason.TICKET_UNAVAILABLE,
+            metadata={"seats_remaining": str(seats_remaining)},
+        )
+    return hold_refused(outcome, window, already_mine, [], [])
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

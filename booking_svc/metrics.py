@@ -9,6 +9,12 @@ HOLDS = Counter(
     "Reservation requests, by outcome: TAKEN, or the reason they were refused.",
     ["outcome"],
 )
+BEST_AVAILABLE = Counter(
+    "ticketing_best_available_total",
+    "Best-available reservation requests (also counted in ticketing_holds_total), by outcome:"
+    " TAKEN, or the reason they were refused.",
+    ["outcome"],
+)
 TICKETS_HELD = Counter("ticketing_tickets_held_total", "Tickets put on hold.")
 CONFIRMS = Counter(
     "ticketing_confirms_total",

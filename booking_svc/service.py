@@ -23,12 +23,21 @@ from ticketing.common.v1 import common_pb2
 from booking_svc import metrics
 from booking_svc.adapters.holds import HoldLocks
 from booking_svc.adapters.payments import StripePayments
-from booking_svc.adapters.postgres import BookingRecord, BookingRepository, Hold, HoldDecision
+from booking_svc.adapters.postgres import (
+    BestDecision,
+    BookingRecord,
+    BookingRepository,
+    Hold,
+    HoldDecision,
+)
 from booking_svc.domain import (
     HOLD_DURATION,
+    BestSeatsOrder,
     HoldOutcome,
     PaymentOutcome,
     PaymentResult,
+    best_seats_order,
+    best_seats_refused,
     declined,
     ensure_payable,
     hold_refused,
@@ -208,6 +217,86 @@ class BookingService:
         if len(decision.holds) < len(ids):
             raise unavailable(sorted(set(ids) - {h.ticket_id for h in decision.holds}))
         assert decision.window is not None
+        return _reservation(user_id, decision.window.event_id, decision.holds)
+
+    # --- reserve the best available seats ---------------------------------------------------
+
+    async def reserve_best(
+        self, user_id: str, request: booking_pb2.ReserveBestAvailableRequest
+    ) -> booking_pb2.Reservation:
+        try:
+            reservation = await self._reserve_best(user_id, request)
+        except Exception as exc:
+            metrics.HOLDS.labels(outcome_of(exc)).inc()
+            metrics.BEST_AVAILABLE.labels(outcome_of(exc)).inc()
+            raise
+        metrics.HOLDS.labels("TAKEN").inc()
+        metrics.BEST_AVAILABLE.labels("TAKEN").inc()
+        metrics.TICKETS_HELD.inc(len(reservation.ticket_ids))
+        return reservation
+
+    async def _reserve_best(
+        self, user_id: str, request: booking_pb2.ReserveBestAvailableRequest
+    ) -> booking_pb2.Reservation:
+        order = best_seats_order(
+            request.event_id, request.quantity, request.price_tier, request.section
+        )
+        admitted = admission.admitted_event(
+            self._admission_key, request.admission_token, user_id=user_id
+        )
+        if request.request_id:  # the claim, the pick, the hold and the answer in one transaction
+            async with self._repository.transaction(pipelined=True) as tx:
+
+                async def hold() -> bytes:
+                    best = await tx.hold_best_available(
+                        user_id, order, self._hold_duration, admitted
+                    )
+                    return self._best_held(user_id, request, order, best).SerializeToString()
+
+                payload = await run_once(
+                    tx.conn,
+                    user_id=user_id,
+                    method=_SERVICE + "ReserveBestAvailable",
+                    request_id=request.request_id,
+                    request=request.SerializeToString(),
+                    action=hold,
+                )
+            reservation = booking_pb2.Reservation.FromString(payload)
+        else:  # one statement, one round trip
+            best = await self._repository.hold_best_available(
+                user_id, order, self._hold_duration, admitted
+            )
+            reservation = self._best_held(user_id, request, order, best)
+        # The seats are held in Postgres; the Redis locks only keep single-seat orders for
+        # them away from the database (refused or not, Postgres has decided).
+        await self._locks.take(user_id, list(reservation.ticket_ids))
+        await self._changed(reservation.event_id)
+        return reservation
+
+    def _best_held(
+        self,
+        user_id: str,
+        request: booking_pb2.ReserveBestAvailableRequest,
+        order: BestSeatsOrder,
+        best: BestDecision,
+    ) -> booking_pb2.Reservation:
+        decision = best.decision
+        if decision.outcome is HoldOutcome.NOT_ADMITTED and decision.window is not None:
+            admission.verify(
+                self._admission_key,
+                request.admission_token,
+                user_id=user_id,
+                event_id=decision.window.event_id,
+            )
+        if decision.outcome is not HoldOutcome.HELD:
+            raise best_seats_refused(
+                decision.outcome,
+                order,
+                decision.window,
+                decision.already_mine,
+                best.seats_remaining,
+            )
+        assert decision.window is not None and len(decision.holds) == order.quantity
         return _reservation(user_id, decision.window.event_id, decision.holds)
 
     # --- cancel ------------------------------------------------------------------------------

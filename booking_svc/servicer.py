@@ -31,6 +31,11 @@ class BookingServiceServicer(booking_pb2_grpc.BookingServiceServicer):
     ) -> booking_pb2.Reservation:
         return await self._service.reserve(_user(context), request)
 
+    async def ReserveBestAvailable(
+        self, request: booking_pb2.ReserveBestAvailableRequest, context: grpc.aio.ServicerContext
+    ) -> booking_pb2.Reservation:
+        return await self._service.reserve_best(_user(context), request)
+
     async def ConfirmBooking(
         self, request: booking_pb2.ConfirmBookingRequest, context: grpc.aio.ServicerContext
     ) -> booking_pb2.Booking:

@@ -20,7 +20,7 @@ import psycopg
 from psycopg import AsyncConnection, errors
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from booking_svc.domain import HeldTicket, HoldOutcome, SaleWindow
+from booking_svc.domain import BestSeatsOrder, HeldTicket, HoldOutcome, SaleWindow
 from ticketing_common.errors import Unavailable
 
 
@@ -69,6 +69,43 @@ def _decision(row: Sequence[Any] | None) -> HoldDecision:
         else []
     )
     return HoldDecision(HoldOutcome(outcome), window, int(already or 0), holds, list(ids or []))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class BestDecision:
+    """What the ``hold_best_available`` function decided (the seats it picked, in seat order)."""
+
+    decision: HoldDecision
+    # For NO_ADJACENT_SEATS and TICKET_UNAVAILABLE: the available seats matching the order.
+    seats_remaining: int
+
+
+# One statement: the user's lock, the checks, the pick and the hold (migration 0007).
+_HOLD_BEST = """
+    SELECT outcome, event_id::text, on_sale_time, start_time, queue_enabled,
+           max_tickets_per_user, already, held_ids::text[], held_prices, held_currencies,
+           held_expire_times, seats_remaining
+    FROM hold_best_available(%s, %s::uuid, %s, %s, %s, %s, %s::uuid)
+"""
+
+
+def _best_params(
+    user_id: str, order: BestSeatsOrder, duration: dt.timedelta, admitted_event: str | None
+) -> tuple[Any, ...]:
+    return (
+        user_id,
+        order.event_id,
+        order.quantity,
+        order.price_tier,
+        order.section,
+        duration,
+        admitted_event,
+    )
+
+
+def _best_decision(row: Sequence[Any] | None) -> BestDecision:
+    assert row is not None
+    return BestDecision(_decision(row[:11]), int(row[11] or 0))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -170,6 +207,26 @@ class BookingRepository:
                     await conn.set_autocommit(False)
         return _decision(row)
 
+    async def hold_best_available(
+        self,
+        user_id: str,
+        order: BestSeatsOrder,
+        duration: dt.timedelta,
+        admitted_event: str | None,
+    ) -> BestDecision:
+        """A "best available" hold as one statement in its own transaction (autocommit)."""
+        with _unavailable_when_down():
+            async with self._pool.connection() as conn:
+                await conn.set_autocommit(True)
+                try:
+                    cur = await conn.execute(
+                        _HOLD_BEST, _best_params(user_id, order, duration, admitted_event)
+                    )
+                    row = await cur.fetchone()
+                finally:
+                    await conn.set_autocommit(False)
+        return _best_decision(row)
+
     async def bookings_of(
         self, user_id: str, before: tuple[str, str] | None, limit: int
     ) -> list[BookingRecord]:
@@ -204,6 +261,20 @@ class BookingTx:
             _HOLD_TICKETS, _hold_params(user_id, ticket_ids, duration, admitted_event)
         )
         return _decision(await cur.fetchone())
+
+    async def hold_best_available(
+        self,
+        user_id: str,
+        order: BestSeatsOrder,
+        duration: dt.timedelta,
+        admitted_event: str | None,
+    ) -> BestDecision:
+        """The ``hold_best_available`` function inside this transaction (with an idempotency
+        claim)."""
+        cur = await self.conn.execute(
+            _HOLD_BEST, _best_params(user_id, order, duration, admitted_event)
+        )
+        return _best_decision(await cur.fetchone())
 
     async def release(self, user_id: str, ticket_ids: Sequence[str]) -> list[tuple[str, str]]:
         """Give back the user's holds; returns (ticket id, event id) of what was released."""

@@ -5,9 +5,12 @@ import pytest
 
 from booking_svc.domain import (
     MAX_TICKETS_PER_ORDER,
+    BestSeatsOrder,
     HeldTicket,
     HoldOutcome,
     SaleWindow,
+    best_seats_order,
+    best_seats_refused,
     ensure_payable,
     hold_refused,
     payment_idempotency_key,
@@ -17,6 +20,7 @@ from booking_svc.domain import (
 from ticketing_common.errors import (
     FailedPrecondition,
     InvalidArgument,
+    NotFound,
     PermissionDenied,
     ResourceExhausted,
 )
@@ -119,3 +123,37 @@ def test_a_refusal_from_the_database_reads_as_the_rule_it_broke():
     with pytest.raises(ResourceExhausted) as limit:
         window.ensure_within_limit(4, 1)
     assert str(limit.value) == str(hold_refused(HoldOutcome.LIMIT_EXCEEDED, window, 4, [A], []))
+
+
+def test_a_best_available_order_is_checked_and_canonical():
+    order = best_seats_order(A.upper(), 2, " premium ", "")
+    assert order == BestSeatsOrder(A, 2, "premium", None)
+    for quantity in (0, -1, MAX_TICKETS_PER_ORDER + 1):
+        with pytest.raises(InvalidArgument) as err:
+            best_seats_order(A, quantity, "", "")
+        assert err.value.metadata["field"] == "quantity"
+    with pytest.raises(InvalidArgument) as err:
+        best_seats_order("nope", 2, "", "")
+    assert err.value.reason == "MALFORMED_ID" and err.value.metadata["field"] == "event_id"
+
+
+def test_a_refused_best_available_hold_names_the_field_or_the_seats_left():
+    order = BestSeatsOrder(A, 3, "gold", "Z9")
+    window = SaleWindow(A, NOW, NOW + dt.timedelta(days=1), False, 2)
+    fields = {
+        HoldOutcome.QUANTITY_OVER_LIMIT: "quantity",
+        HoldOutcome.UNKNOWN_PRICE_TIER: "price_tier",
+        HoldOutcome.UNKNOWN_SECTION: "section",
+    }
+    for outcome, field in fields.items():
+        error = best_seats_refused(outcome, order, window, 0, 0)
+        assert isinstance(error, InvalidArgument) and error.metadata["field"] == field
+    none_left = best_seats_refused(HoldOutcome.NO_ADJACENT_SEATS, order, window, 0, 5)
+    assert isinstance(none_left, FailedPrecondition)
+    assert none_left.reason == "NO_ADJACENT_SEATS" and none_left.metadata["seats_remaining"] == "5"
+    assert best_seats_refused(HoldOutcome.TICKET_UNAVAILABLE, order, window, 0, 9).reason == (
+        "TICKET_UNAVAILABLE"
+    )
+    assert isinstance(best_seats_refused(HoldOutcome.EVENT_NOT_FOUND, order, None, 0, 0), NotFound)
+    limit = best_seats_refused(HoldOutcome.LIMIT_EXCEEDED, order, window, 1, 0)
+    assert isinstance(limit, ResourceExhausted) and limit.reason == "LIMIT_EXCEEDED"

@@ -43,6 +43,7 @@ const REASONS: Partial<Record<Reason, string>> = {
   LIMIT_EXCEEDED: "That is more tickets than one buyer may have for this event.",
   PAYMENT_DECLINED: "The card was declined. Your seats are still held: try another card.",
   PAYMENT_REFUNDED: "The payment was refunded because the seats could not be booked.",
+  NO_ADJACENT_SEATS: "Not that many seats together are left. Try fewer seats.",
   NOT_ADMITTED: "This sale uses a waiting queue: join it and wait for your turn first.",
   QUEUE_NOT_ENABLED: "This event has no waiting queue.",
   NOT_IN_QUEUE: "You are not in this event's queue (any more).",
