@@ -71,9 +71,14 @@ def server_interceptors() -> list[Any]:
     """The interceptors a gRPC aio server needs for tracing: none when tracing is off."""
     if not _enabled:
         return []
-    from opentelemetry.instrumentation.grpc import aio_server_interceptor
+    from opentelemetry.instrumentation.grpc import aio_server_interceptor, filters
 
-    return [aio_server_interceptor()]  # type: ignore[no-untyped-call]
+    # Health checks (Envoy's, Kubernetes probes, the mesh fan-out) and reflection every few
+    # seconds would bury the calls worth looking at.
+    quiet = filters.any_of(
+        filters.service_prefix("grpc.health."), filters.service_prefix("grpc.reflection.")
+    )
+    return [aio_server_interceptor(filter_=filters.negate(quiet))]  # type: ignore[no-untyped-call]
 
 
 def shutdown() -> None:
