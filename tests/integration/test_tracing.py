@@ -2,7 +2,8 @@
 a real receiver inside the test (it decodes every ExportTraceServiceRequest with
 opentelemetry-proto). A reserve through the gateway with a client-chosen ``traceparent`` gives
 the booking service's server span that trace and that parent, with the Postgres and Redis
-calls as its children; a malformed request is traced too and never stops the exporter."""
+calls as its children; a confirm's Stripe call and a search's engine call are traced as well;
+a malformed request is traced too and never stops the exporter."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ import pytest
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from ticketing.booking.v1 import booking_pb2, booking_pb2_grpc
 from ticketing.catalog.v1 import catalog_pb2, catalog_pb2_grpc
+from ticketing.search.v1 import search_pb2, search_pb2_grpc
 
 from tests.conftest import new_state_dir, pick_port_layout, run_ticketing, start_stack
 from tests.helpers import make_event, make_venue
@@ -29,6 +31,7 @@ from tests.helpers import make_event, make_venue
 pytestmark = pytest.mark.integration
 
 BOOKING = "ticketing.booking.v1.BookingService"
+SEARCH = "ticketing.search.v1.SearchService"
 SERVER, CLIENT = 2, 3  # opentelemetry.proto.trace.v1.Span.SpanKind
 
 
@@ -234,6 +237,63 @@ def test_a_reserve_through_the_gateway_continues_the_clients_trace(traced_stack,
         f"trace {trace_id}: {len(receiver.of_trace(trace_id))} spans,"
         f" {len(postgres)} Postgres, {len(redis)} Redis"
     )
+
+
+def http_children(receiver: Receiver, trace_id: str, server: str, base: str) -> list[Received]:
+    """The HTTP client spans (urllib3) to URLs under ``base`` below the server span named so."""
+    spans = receiver.of_trace(trace_id)
+    served = [s for s in spans if s.kind == SERVER and s.name == server]
+    return [
+        s
+        for s in spans
+        if s.kind == CLIENT
+        and str(s.attributes.get("http.url", s.attributes.get("url.full", ""))).startswith(base)
+        and served
+        and descends_from(s, served[0], spans)
+    ]
+
+
+def test_a_confirm_traces_its_stripe_call_and_a_search_its_engine_call(traced_stack, receiver):
+    operator = (("authorization", f"Bearer {traced_stack.token('ops-tracing', role='operator')}"),)
+    buyer = ("authorization", f"Bearer {traced_stack.token('tracing-payer')}")
+    with grpc.insecure_channel(traced_stack.gateway) as channel:
+        catalog = catalog_pb2_grpc.CatalogServiceStub(channel)
+        venue = make_venue(catalog, operator, 1, 1, 2)
+        event = make_event(catalog, operator, venue.id, days_ahead=903)
+        ticket_id = catalog.GetEvent(catalog_pb2.GetEventRequest(event_id=event.id)).tickets[0].id
+        booking = booking_pb2_grpc.BookingServiceStub(channel)
+        booking.ReserveTicket(
+            booking_pb2.ReserveTicketRequest(ticket_id=ticket_id), metadata=(buyer,), timeout=30
+        )
+        traceparent, paid_trace, _ = new_traceparent()
+        booking.ConfirmBooking(
+            booking_pb2.ConfirmBookingRequest(
+                ticket_id=ticket_id,
+                payment_details=booking_pb2.PaymentDetails(payment_method_id="pm_card_visa"),
+            ),
+            metadata=(buyer, ("traceparent", traceparent)),
+            timeout=60,
+        )
+        traceparent, search_trace, _ = new_traceparent()
+        search_pb2_grpc.SearchServiceStub(channel).SearchEvents(
+            search_pb2.SearchEventsRequest(term="tracing"),
+            metadata=(("traceparent", traceparent),),
+            timeout=30,
+        )
+    confirm = f"/{BOOKING}/ConfirmBooking"
+    stripe = eventually(
+        lambda: http_children(receiver, paid_trace, confirm, traced_stack.stripe_api_base)
+    )
+    assert stripe, f"no Stripe span under the confirm: {receiver.of_trace(paid_trace)}"
+    engine = eventually(
+        lambda: http_children(
+            receiver, search_trace, f"/{SEARCH}/SearchEvents", traced_stack.search_url
+        )
+    )
+    assert engine, f"no search-engine span under the search: {receiver.of_trace(search_trace)}"
+    assert {s.service for s in receiver.of_trace(search_trace) if s.kind == SERVER} == {
+        "search_svc"
+    }
 
 
 def test_a_malformed_request_is_traced_and_the_exporter_keeps_going(traced_stack, receiver):
