@@ -92,10 +92,25 @@ def _value(value: Any) -> Any:
     return getattr(value, kind) if kind else None
 
 
+def read_body(handler: BaseHTTPRequestHandler) -> bytes:
+    """The request body, sized or chunked (Envoy's exporter sends it chunked)."""
+    if "chunked" not in handler.headers.get("transfer-encoding", "").lower():
+        return handler.rfile.read(int(handler.headers.get("content-length", 0)))
+    chunks = []
+    while True:
+        size = int(handler.rfile.readline().split(b";")[0].strip(), 16)
+        if size == 0:
+            while handler.rfile.readline() not in (b"\r\n", b"\n", b""):
+                pass  # trailers
+            return b"".join(chunks)
+        chunks.append(handler.rfile.read(size))
+        handler.rfile.readline()
+
+
 def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("content-length", 0)))
+            body = read_body(self)
             if self.path != "/v1/traces":
                 self.send_response(404)
                 self.end_headers()
@@ -138,7 +153,8 @@ def receiver() -> Iterator[Receiver]:
 @pytest.fixture(scope="module")
 def traced_stack(receiver: Receiver) -> Iterator[Any]:
     """A stack whose processes inherit OTEL_EXPORTER_OTLP_ENDPOINT from `ticketing up`'s
-    supervisor (deploy/stack/components.py copies its environment into every service's)."""
+    supervisor (deploy/stack/components.py copies its environment into every service's); the
+    gateway's Envoy config traces to the same endpoint (deploy/stack/gateway.py)."""
     state_dir = new_state_dir("ticketing-tracing-")
     tracing_env = {
         "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{receiver.port}",
@@ -217,7 +233,14 @@ def test_a_reserve_through_the_gateway_continues_the_clients_trace(traced_stack,
     served = eventually(server_span)
     assert served is not None, f"no server span of the reserve; got {receiver.of_trace(trace_id)}"
     assert served.service == "booking_svc"  # the component name
-    assert served.parent_id == client_span  # the client's span, through Envoy
+    # The gateway continued the client's trace with a span of its own (Envoy's OpenTelemetry
+    # tracer), and the booking service continued the gateway's.
+    # Envoy sends its spans every 5 s.
+    edge = eventually(
+        lambda: [s for s in receiver.of_trace(trace_id) if s.span_id == served.parent_id]
+    )
+    assert edge, f"no gateway span above the service's: {receiver.of_trace(trace_id)}"
+    assert (edge[0].service, edge[0].parent_id) == ("gateway", client_span)
 
     def children(system: str) -> list[Received]:
         spans = receiver.of_trace(trace_id)
