@@ -1,4 +1,5 @@
-"""Structured JSON logs on stdout, one object per line, with the current request id."""
+"""Structured JSON logs on stdout, one object per line, with the current request id and, inside a
+traced call (ticketing_common.tracing), its trace and span ids."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import logging
 import sys
 import time
 from typing import Any
+
+from opentelemetry import trace
 
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "request_id", default=None
@@ -37,6 +40,10 @@ class JsonFormatter(logging.Formatter):
         user_id = user_id_var.get()
         if user_id:
             entry["user_id"] = user_id
+        span = trace.get_current_span().get_span_context()
+        if span.is_valid:  # never, when tracing is off: no span is ever recorded
+            entry["trace_id"] = trace.format_trace_id(span.trace_id)
+            entry["span_id"] = trace.format_span_id(span.span_id)
         for key, value in record.__dict__.items():
             if key not in _RESERVED and not key.startswith("_"):
                 entry[key] = value

@@ -24,7 +24,7 @@ from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
-from ticketing_common import logs, mesh, metrics
+from ticketing_common import logs, mesh, metrics, tracing
 from ticketing_common.cancellation import checkpoint
 from ticketing_common.health import MeshHealthServicer
 from ticketing_common.interceptors import ServiceInterceptor
@@ -174,7 +174,9 @@ def build_server(
     background: Sequence[Callable[[], Awaitable[None]]] = (),
 ) -> ServiceServer:
     server = grpc.aio.server(
-        interceptors=[ServiceInterceptor()],
+        # The tracing interceptor (none when tracing is off) first, so the server span covers
+        # the whole call and the logs written inside it carry its trace id.
+        interceptors=[*tracing.server_interceptors(), ServiceInterceptor()],
         options=[
             ("grpc.so_reuseport", 1),
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -252,6 +254,7 @@ def run(
         print(f"{component}: configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     logs.configure(component, settings.log_level)
+    tracing.configure(component)
     siblings = _start_siblings(settings.workers)
 
     async def main() -> None:
@@ -266,6 +269,7 @@ def run(
         asyncio.run(main())
     finally:
         _stop_siblings(siblings, settings.shutdown_grace_seconds)
+        tracing.shutdown()
 
 
 def _start_siblings(workers: int) -> list[subprocess.Popen[bytes]]:

@@ -947,3 +947,50 @@ def _ca_bundle() -> str:
         if candidate and Path(candidate).exists():
             return str(candidate)
     raise GatewayConfigError("no CA certificate bundle found to verify the JWKS endpoint")
+
+
+# -- tracing ---------------------------------------------------------------------------------
+
+TRACING_CLUSTER = "otel_collector"
+
+
+def with_tracing(data: Data, endpoint: str) -> Data:
+    """``data`` with Envoy starting or continuing a W3C trace (``traceparent``) for every call
+    through the gateway listener, its spans exported over OTLP/HTTP to ``endpoint`` (the
+    services' ``OTEL_EXPORTER_OTLP_ENDPOINT``, e.g. ``http://127.0.0.1:4318``); the services
+    continue the trace from the ``traceparent`` Envoy sends them."""
+    url = urlsplit(endpoint)
+    if url.scheme != "http" or not url.hostname:
+        raise GatewayConfigError(f"the gateway exports traces over plain HTTP only: {endpoint!r}")
+    port = url.port or 4318
+    tracing = {
+        "provider": {
+            "name": "envoy.tracers.opentelemetry",
+            "typed_config": _typed(
+                "envoy.config.trace.v3.OpenTelemetryConfig",
+                http_service={
+                    "http_uri": {
+                        "uri": f"http://{url.hostname}:{port}{url.path.rstrip('/')}/v1/traces",
+                        "cluster": TRACING_CLUSTER,
+                        "timeout": "2s",
+                    }
+                },
+                service_name="gateway",
+            ),
+        }
+    }
+    for listener in data["static_resources"]["listeners"]:
+        if listener["name"] != "gateway":
+            continue
+        for chain in listener["filter_chains"]:
+            for network_filter in chain["filters"]:
+                network_filter["typed_config"]["tracing"] = tracing
+    data["static_resources"]["clusters"].append(
+        {
+            "name": TRACING_CLUSTER,
+            "type": "STRICT_DNS",
+            "connect_timeout": "1s",
+            "load_assignment": _load_assignment(TRACING_CLUSTER, [port], url.hostname),
+        }
+    )
+    return data

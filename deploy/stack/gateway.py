@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from ticketing_common import mesh
+from ticketing_common import mesh, tracing
 
 from . import keys
 from .envoy_config import (  # noqa: F401 - re-exported: the names callers use
@@ -36,6 +36,7 @@ from .envoy_config import (  # noqa: F401 - re-exported: the names callers use
     TRANSCODER,
     GatewayConfigError,
     Refusal,
+    with_tracing,
 )
 from .envoy_config import build as build_config
 from .ports import HOST
@@ -178,7 +179,12 @@ def config_data(
             descriptor,
         )
         descriptor = None
-    return build_config(config, settings, jwks, descriptor)
+    data = build_config(config, settings, jwks, descriptor)
+    # The services trace when OTEL_EXPORTER_OTLP_ENDPOINT is set (ticketing_common.tracing),
+    # and so does the gateway, to the same receiver: the trace starts at the edge.
+    if tracing.endpoint():
+        data = with_tracing(data, tracing.endpoint())
+    return data
 
 
 def dump(data: dict[str, Any]) -> str:

@@ -28,6 +28,7 @@ Production: point ``TICKETING_SEARCH_URL`` at the cluster's load balancer.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import json
 import logging
@@ -456,7 +457,9 @@ class EventIndex:
         """The engine's answer to a search body, or Unavailable."""
         if not self._breaker.allow():
             raise Unavailable("the search engine is not reachable right now")
-        call = functools.partial(self._search, dict(body), timeout)
+        # In the caller's context: the engine call's span (tracing) and log lines (request id)
+        # belong to the search that made it.
+        call = functools.partial(contextvars.copy_context().run, self._search, dict(body), timeout)
         try:
             result = await asyncio.get_running_loop().run_in_executor(self._executor, call)
         except Exception as exc:

@@ -112,3 +112,21 @@ def test_the_service_lists_derive_from_the_mesh_table():
     assert components.MESH == {s.grpc_name: s.component for s in mesh.SERVICES}
     assert set(components.PACKAGES) == {s.component for s in mesh.SERVICES} | set(mesh.WORKERS)
     assert gateway.SERVICE_CLUSTERS == {s.cluster: s.component for s in mesh.SERVICES}
+
+
+def test_the_gateway_traces_only_when_the_services_do(tmp_path, monkeypatch):
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT", raising=False)
+    plain = _render(tmp_path, monkeypatch, gateway.GatewaySettings())
+    assert all("tracing" not in manager for _, manager in _managers(plain))
+
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector.local:4318")
+    traced = _render(tmp_path, monkeypatch, gateway.GatewaySettings())
+    tracing = {name: manager.get("tracing") for name, manager in _managers(traced)}
+    assert tracing["gateway"] is not None and tracing["rest-origin"] is None
+    exporter = tracing["gateway"]["provider"]["typed_config"]["http_service"]["http_uri"]
+    assert exporter["uri"] == "http://collector.local:4318/v1/traces"
+    clusters = {c["name"]: c for c in traced["static_resources"]["clusters"]}
+    assert clusters[exporter["cluster"]]["type"] == "STRICT_DNS"
+
+    with pytest.raises(gateway.GatewayConfigError):
+        gateway.with_tracing(plain, "grpc://collector.local:4317")
