@@ -192,6 +192,7 @@ class BookingService:
         except BaseException:
             await self._locks.release(user_id, ids)
             raise
+        await self._locks.extend(user_id, ids)
         await self._changed(reservation.event_id)
         return reservation
 
@@ -269,7 +270,7 @@ class BookingService:
             reservation = self._best_held(user_id, request, order, best)
         # The seats are held in Postgres; the Redis locks only keep single-seat orders for
         # them away from the database (refused or not, Postgres has decided).
-        await self._locks.take(user_id, list(reservation.ticket_ids))
+        await self._locks.take(user_id, list(reservation.ticket_ids), held=True)
         await self._changed(reservation.event_id)
         return reservation
 

@@ -4,6 +4,11 @@ Before touching Postgres, a reservation takes ``SET NX PX`` locks on its seats. 
 locked by another buyer is refused at once, which keeps a surge on a few hot seats away from
 the database. Postgres still decides every sale: if Redis is down, slow or wrong, reservations
 go straight to Postgres and stay correct.
+
+A lock is taken for ``PENDING_MS`` only, and extended to the hold's ten minutes once Postgres
+has held the seats: a booking process that dies between the two (SIGKILL mid-reserve) leaves
+locks that lapse within seconds, not seats that nobody can buy for ten minutes while Postgres
+says they are free (tests/integration/test_replicas.py).
 """
 
 from __future__ import annotations
@@ -30,6 +35,16 @@ for _, key in ipairs(KEYS) do
 end
 return 0
 """
+# Extends the caller's own locks to the hold's duration (after Postgres held the seats).
+_EXTEND = """
+local n = 0
+for _, key in ipairs(KEYS) do
+    if redis.call('GET', key) == ARGV[1] then
+        n = n + redis.call('PEXPIRE', key, ARGV[2])
+    end
+end
+return n
+"""
 # Deletes only the caller's own locks.
 _RELEASE = """
 local n = 0
@@ -42,6 +57,11 @@ return n
 """
 
 
+# Longer than a reservation takes (its statements time out after 10 s); if one ever outlives
+# its lock, Postgres still decides: the lock is only a filter.
+PENDING_MS = 10_000
+
+
 def lock_key(ticket_id: str) -> str:
     return f"booking:hold:{ticket_id}"
 
@@ -51,23 +71,35 @@ class HoldLocks:
         self._client = client
         self._ttl_ms = ttl_ms
         self._take = client.register_script(_TAKE) if client is not None else None
+        self._extend = client.register_script(_EXTEND) if client is not None else None
         self._release = client.register_script(_RELEASE) if client is not None else None
 
-    async def take(self, user_id: str, ticket_ids: Sequence[str]) -> str | None:
+    async def take(
+        self, user_id: str, ticket_ids: Sequence[str], *, held: bool = False
+    ) -> str | None:
         """None if the user now holds every lock (or Redis could not tell); else the id of a
-        seat someone else holds."""
+        seat someone else holds. Taken for PENDING_MS, or for the hold's duration when the
+        seats are ``held`` in Postgres already."""
         if self._take is None:
             return None
+        ttl = self._ttl_ms if held else min(PENDING_MS, self._ttl_ms)
         try:
             blocked = int(
-                await self._take(
-                    keys=[lock_key(t) for t in ticket_ids], args=[user_id, self._ttl_ms]
-                )
+                await self._take(keys=[lock_key(t) for t in ticket_ids], args=[user_id, ttl])
             )
         except RedisError as exc:
             log.warning("hold locks unavailable, Postgres alone decides: %s", exc)
             return None
         return ticket_ids[blocked - 1] if blocked else None
+
+    async def extend(self, user_id: str, ticket_ids: Sequence[str]) -> None:
+        """The seats are held in Postgres: the user's locks last as long as the hold."""
+        if self._extend is None or not ticket_ids:
+            return
+        try:
+            await self._extend(keys=[lock_key(t) for t in ticket_ids], args=[user_id, self._ttl_ms])
+        except RedisError as exc:
+            log.warning("could not extend %d hold lock(s): %s", len(ticket_ids), exc)
 
     async def release(self, user_id: str, ticket_ids: Sequence[str]) -> None:
         if self._release is None or not ticket_ids:

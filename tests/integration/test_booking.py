@@ -587,3 +587,31 @@ def test_a_lapsed_hold_cannot_be_confirmed_and_is_bookable_again(short_hold_stac
         assert confirm(booking, stack, "punctual", tickets[0]).status == (
             booking_pb2.BOOKING_STATUS_CONFIRMED
         )
+
+
+def test_a_lock_left_by_a_reserve_that_died_lapses_in_seconds(stack, catalog, operator, booking):
+    """A reservation's Redis locks are taken for seconds and stretched to the hold's ten
+    minutes only once Postgres has held the seats: a booking process killed in between does
+    not leave seats nobody can buy for ten minutes while Postgres says they are free."""
+    import asyncio
+
+    from booking_svc.adapters.holds import PENDING_MS, HoldLocks
+    from ticketing_common.redis_client import open_redis
+
+    _, tickets = new_event(catalog, operator, seats=2)
+
+    async def ghost() -> None:  # what a process that died after its lock leaves behind
+        client = open_redis(stack.redis_url, timeout_seconds=5)
+        try:
+            await HoldLocks(client, 600_000).take("ghost", [tickets[0]])
+        finally:
+            await client.aclose()
+
+    asyncio.run(ghost())
+    reserve(booking, stack, "lock-alive", tickets[1])
+    with redis.Redis.from_url(stack.redis_url) as client:
+        orphan, held = client.pttl(lock_key(tickets[0])), client.pttl(lock_key(tickets[1]))
+        client.delete(lock_key(tickets[0]))
+    print(f"an orphaned lock lapses in {orphan} ms; a held seat's lock in {held} ms")
+    assert 0 < orphan <= PENDING_MS
+    assert held > 9 * 60 * 1000  # the hold's ten minutes
