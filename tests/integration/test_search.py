@@ -31,7 +31,6 @@ SETTLE_S = 30.0
 TAG = uuid.uuid4().hex[:6]
 CITY = f"Searchville {TAG}"
 PERFORMER = "Marguerite Okonkwo"
-DAY = (dt.datetime.now(dt.UTC) + dt.timedelta(days=300)).date()
 
 
 @pytest.fixture(scope="module")
@@ -50,9 +49,15 @@ def _at(day: dt.date, hour: int) -> dt.datetime:
 
 
 @pytest.fixture(scope="module")
-def town(catalog, operator):
+def day() -> dt.date:
+    """The town's concert day: 300 days from when the module's tests start (not from import)."""
+    return (dt.datetime.now(dt.UTC) + dt.timedelta(days=300)).date()
+
+
+@pytest.fixture(scope="module")
+def town(catalog, operator, day):
     """Two venues in a city of their own, a performer with a name easy to misspell, and four
-    events: concert and sports on DAY, concert the day after, theater a week later."""
+    events: concert and sports on ``day``, concert the day after, theater a week later."""
 
     def venue(name):
         return catalog.CreateVenue(
@@ -86,10 +91,10 @@ def town(catalog, operator):
     )
     events = {}
     for key, venue_id, type_, start in (
-        ("concert", hall.id, catalog_pb2.EVENT_TYPE_CONCERT, _at(DAY, 19)),
-        ("sports", arena.id, catalog_pb2.EVENT_TYPE_SPORTS, _at(DAY, 15)),
-        ("next_day", hall.id, catalog_pb2.EVENT_TYPE_CONCERT, _at(DAY + dt.timedelta(1), 19)),
-        ("theater", arena.id, catalog_pb2.EVENT_TYPE_THEATER, _at(DAY + dt.timedelta(7), 19)),
+        ("concert", hall.id, catalog_pb2.EVENT_TYPE_CONCERT, _at(day, 19)),
+        ("sports", arena.id, catalog_pb2.EVENT_TYPE_SPORTS, _at(day, 15)),
+        ("next_day", hall.id, catalog_pb2.EVENT_TYPE_CONCERT, _at(day + dt.timedelta(1), 19)),
+        ("theater", arena.id, catalog_pb2.EVENT_TYPE_THEATER, _at(day + dt.timedelta(7), 19)),
     ):
         event = catalog.CreateEvent(
             catalog_pb2.CreateEventRequest(
@@ -152,17 +157,17 @@ def test_a_misspelled_performer_name_finds_the_event(search, town):
     assert "<em>" in "".join(f for h in hit.highlights.values() for f in h.fragments)
 
 
-def test_city_type_and_date_filters_combine(search, town):
+def test_city_type_and_date_filters_combine(search, town, day):
     find(search, location=CITY, until=lambda r: len(r.events) == 4)
-    concerts_on_day = find(search, location=CITY.upper(), type="concert", date=DAY.isoformat())
+    concerts_on_day = find(search, location=CITY.upper(), type="concert", date=day.isoformat())
     assert ids(concerts_on_day) == [town["concert"]]
     both_days = search.SearchEvents(
         search_pb2.SearchEventsRequest(
-            location=CITY, type="concert", date=f"{DAY}/{DAY + dt.timedelta(1)}"
+            location=CITY, type="concert", date=f"{day}/{day + dt.timedelta(1)}"
         )
     )
     assert ids(both_days) == [town["concert"], town["next_day"]]  # soonest first
-    on_day = search.SearchEvents(search_pb2.SearchEventsRequest(location=CITY, date=str(DAY)))
+    on_day = search.SearchEvents(search_pb2.SearchEventsRequest(location=CITY, date=str(day)))
     assert ids(on_day) == [town["sports"], town["concert"]]
     assert {(f.value, f.count) for f in on_day.type_facets} == {("concert", 1), ("sports", 1)}
     assert [(f.value, f.count) for f in on_day.city_facets] == [(CITY, 2)]
@@ -338,10 +343,10 @@ def rest(stack, path: str, **params):
         return err.code, json.loads(err.read() or b"{}")
 
 
-def test_the_seed_rest_api_searches_by_term_location_type_and_date(stack, search, town):
+def test_the_seed_rest_api_searches_by_term_location_type_and_date(stack, search, town, day):
     find(search, location=CITY, until=lambda r: len(r.events) == 4)
     status, body = rest(
-        stack, "/search", term="okonkwo", location=CITY, type="concert", date=str(DAY)
+        stack, "/search", term="okonkwo", location=CITY, type="concert", date=str(day)
     )
     assert status == 200, body
     assert [e["eventId"] for e in body["events"]] == [town["concert"]], body
