@@ -158,7 +158,44 @@ def _plain(media_type: str) -> str:
     return _PLAIN_MEDIA_TYPES.get(base, media_type)
 
 
-class ElasticsearchClient:
+class _OfficialClient:
+    """What both official clients say alike (their index and alias reads, deletes, close);
+    the subclasses differ where the APIs do: the bodies of create, bulk and alias changes,
+    searches, and the exceptions ``_call`` translates."""
+
+    _client: Any
+
+    def _call(self, action: Callable[[], Any]) -> Any:
+        raise NotImplementedError
+
+    def exists_alias(self, name: str) -> bool:
+        return bool(self._call(lambda: self._client.indices.exists_alias(name=name)))
+
+    def aliased(self, name: str) -> list[str]:
+        try:
+            return list(self._call(lambda: self._client.indices.get_alias(name=name)))
+        except EngineError as exc:
+            if exc.status == 404:
+                return []
+            raise
+
+    def count(self, index: str) -> int:
+        return int(self._call(lambda: self._client.count(index=index))["count"])
+
+    def indices(self, pattern: str) -> list[str]:
+        return list(self._call(lambda: self._client.indices.get(index=pattern)))
+
+    def exists_index(self, name: str) -> bool:
+        return bool(self._call(lambda: self._client.indices.exists(index=name)))
+
+    def delete_index(self, name: str) -> None:
+        self._call(lambda: self._client.indices.delete(index=name))
+
+    def close(self) -> None:
+        self._client.close()
+
+
+class ElasticsearchClient(_OfficialClient):
     engine = "elasticsearch"
 
     def __init__(self, url: str, *, request_timeout: float, connections: int) -> None:
@@ -200,26 +237,6 @@ class ElasticsearchClient:
         )
         return dict(response.body)
 
-    def exists_alias(self, name: str) -> bool:
-        return bool(self._call(lambda: self._client.indices.exists_alias(name=name)))
-
-    def aliased(self, name: str) -> list[str]:
-        try:
-            return list(self._call(lambda: self._client.indices.get_alias(name=name)).body)
-        except EngineError as exc:
-            if exc.status == 404:
-                return []
-            raise
-
-    def count(self, index: str) -> int:
-        return int(self._call(lambda: self._client.count(index=index))["count"])
-
-    def indices(self, pattern: str) -> list[str]:
-        return list(self._call(lambda: self._client.indices.get(index=pattern)))
-
-    def exists_index(self, name: str) -> bool:
-        return bool(self._call(lambda: self._client.indices.exists(index=name)))
-
     def create_index(
         self, name: str, settings: Mapping[str, Any], mappings: Mapping[str, Any]
     ) -> None:
@@ -228,9 +245,6 @@ class ElasticsearchClient:
                 index=name, settings=dict(settings), mappings=dict(mappings)
             )
         )
-
-    def delete_index(self, name: str) -> None:
-        self._call(lambda: self._client.indices.delete(index=name))
 
     def update_aliases(self, actions: Sequence[Mapping[str, Any]]) -> None:
         self._call(lambda: self._client.indices.update_aliases(actions=list(actions)))
@@ -245,14 +259,11 @@ class ElasticsearchClient:
         )
         return dict(response.body)
 
-    def close(self) -> None:
-        self._client.close()
-
 
 # -- OpenSearch --------------------------------------------------------------------------------
 
 
-class OpenSearchClient:
+class OpenSearchClient(_OfficialClient):
     engine = "opensearch"
 
     def __init__(self, url: str, *, request_timeout: float, connections: int) -> None:
@@ -281,34 +292,11 @@ class OpenSearchClient:
             )
         )
 
-    def exists_alias(self, name: str) -> bool:
-        return bool(self._call(lambda: self._client.indices.exists_alias(name=name)))
-
-    def aliased(self, name: str) -> list[str]:
-        try:
-            return list(self._call(lambda: self._client.indices.get_alias(name=name)))
-        except EngineError as exc:
-            if exc.status == 404:
-                return []
-            raise
-
-    def count(self, index: str) -> int:
-        return int(self._call(lambda: self._client.count(index=index))["count"])
-
-    def indices(self, pattern: str) -> list[str]:
-        return list(self._call(lambda: self._client.indices.get(index=pattern)))
-
-    def exists_index(self, name: str) -> bool:
-        return bool(self._call(lambda: self._client.indices.exists(index=name)))
-
     def create_index(
         self, name: str, settings: Mapping[str, Any], mappings: Mapping[str, Any]
     ) -> None:
         body = {"settings": dict(settings), "mappings": dict(mappings)}
         self._call(lambda: self._client.indices.create(index=name, body=body))
-
-    def delete_index(self, name: str) -> None:
-        self._call(lambda: self._client.indices.delete(index=name))
 
     def update_aliases(self, actions: Sequence[Mapping[str, Any]]) -> None:
         body = {"actions": list(actions)}
@@ -321,9 +309,6 @@ class OpenSearchClient:
         return dict(
             self._call(lambda: self._client.bulk(body=list(lines), index=index, params=params))
         )
-
-    def close(self) -> None:
-        self._client.close()
 
 
 # -- choosing ----------------------------------------------------------------------------------
