@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 import redis.asyncio as redis
 import stripe
@@ -165,36 +166,46 @@ class BookingService:
         admitted = admission.admitted_event(
             self._admission_key, request.admission_token, user_id=user_id
         )
+
+        async def hold(source: Any) -> booking_pb2.Reservation:
+            decision = await source.hold_tickets(user_id, ids, self._hold_duration, admitted)
+            return self._held(user_id, request, ids, decision)
+
         try:
-            if request.request_id:  # the claim, the hold and the answer in one transaction
-                async with self._repository.transaction(pipelined=True) as tx:
-
-                    async def hold() -> bytes:
-                        decision = await tx.hold_tickets(
-                            user_id, ids, self._hold_duration, admitted
-                        )
-                        return self._held(user_id, request, ids, decision).SerializeToString()
-
-                    payload = await run_once(
-                        tx.conn,
-                        user_id=user_id,
-                        method=_SERVICE + "ReserveTicket",
-                        request_id=request.request_id,
-                        request=request.SerializeToString(),
-                        action=hold,
-                    )
-                reservation = booking_pb2.Reservation.FromString(payload)
-            else:  # one statement, one round trip
-                decision = await self._repository.hold_tickets(
-                    user_id, ids, self._hold_duration, admitted
-                )
-                reservation = self._held(user_id, request, ids, decision)
+            reservation = await self._hold_once(user_id, "ReserveTicket", request, hold)
         except BaseException:
             await self._locks.release(user_id, ids)
             raise
         await self._locks.extend(user_id, ids)
         await self._changed(reservation.event_id)
         return reservation
+
+    async def _hold_once(
+        self,
+        user_id: str,
+        method: str,
+        request: Any,
+        hold: Callable[[Any], Awaitable[booking_pb2.Reservation]],
+    ) -> booking_pb2.Reservation:
+        """``hold(source)`` against the repository (one statement, one round trip) or, when the
+        request carries a request_id, against one transaction that also claims the id and
+        stores the answer, so a retry replays the first answer."""
+        if not request.request_id:
+            return await hold(self._repository)
+        async with self._repository.transaction(pipelined=True) as tx:
+
+            async def action() -> bytes:
+                return (await hold(tx)).SerializeToString()
+
+            payload = await run_once(
+                tx.conn,
+                user_id=user_id,
+                method=_SERVICE + method,
+                request_id=request.request_id,
+                request=request.SerializeToString(),
+                action=action,
+            )
+        return booking_pb2.Reservation.FromString(payload)
 
     def _held(
         self,
@@ -245,29 +256,12 @@ class BookingService:
         admitted = admission.admitted_event(
             self._admission_key, request.admission_token, user_id=user_id
         )
-        if request.request_id:  # the claim, the pick, the hold and the answer in one transaction
-            async with self._repository.transaction(pipelined=True) as tx:
 
-                async def hold() -> bytes:
-                    best = await tx.hold_best_available(
-                        user_id, order, self._hold_duration, admitted
-                    )
-                    return self._best_held(user_id, request, order, best).SerializeToString()
+        async def hold(source: Any) -> booking_pb2.Reservation:
+            best = await source.hold_best_available(user_id, order, self._hold_duration, admitted)
+            return self._best_held(user_id, request, order, best)
 
-                payload = await run_once(
-                    tx.conn,
-                    user_id=user_id,
-                    method=_SERVICE + "ReserveBestAvailable",
-                    request_id=request.request_id,
-                    request=request.SerializeToString(),
-                    action=hold,
-                )
-            reservation = booking_pb2.Reservation.FromString(payload)
-        else:  # one statement, one round trip
-            best = await self._repository.hold_best_available(
-                user_id, order, self._hold_duration, admitted
-            )
-            reservation = self._best_held(user_id, request, order, best)
+        reservation = await self._hold_once(user_id, "ReserveBestAvailable", request, hold)
         # The seats are held in Postgres; the Redis locks only keep single-seat orders for
         # them away from the database (refused or not, Postgres has decided).
         await self._locks.take(user_id, list(reservation.ticket_ids), held=True)
