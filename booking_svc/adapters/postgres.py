@@ -193,19 +193,21 @@ class BookingRepository:
         duration: dt.timedelta,
         admitted_event: str | None,
     ) -> HoldDecision:
-        """A hold as one statement in its own transaction (autocommit: no BEGIN, no COMMIT),
-        one round trip. The pool's connections are put back as they were lent."""
+        """A hold as one statement in its own transaction, one round trip."""
+        params = _hold_params(user_id, ticket_ids, duration, admitted_event)
+        return _decision(await self._one_statement(_HOLD_TICKETS, params))
+
+    async def _one_statement(self, query: Any, params: Any) -> Any:
+        """The first row of one statement run in its own transaction (autocommit: no BEGIN, no
+        COMMIT). The pool's connections are put back as they were lent."""
         with _unavailable_when_down():
             async with self._pool.connection() as conn:
                 await conn.set_autocommit(True)
                 try:
-                    cur = await conn.execute(
-                        _HOLD_TICKETS, _hold_params(user_id, ticket_ids, duration, admitted_event)
-                    )
-                    row = await cur.fetchone()
+                    cur = await conn.execute(query, params)
+                    return await cur.fetchone()
                 finally:
                     await conn.set_autocommit(False)
-        return _decision(row)
 
     async def hold_best_available(
         self,
@@ -214,18 +216,9 @@ class BookingRepository:
         duration: dt.timedelta,
         admitted_event: str | None,
     ) -> BestDecision:
-        """A "best available" hold as one statement in its own transaction (autocommit)."""
-        with _unavailable_when_down():
-            async with self._pool.connection() as conn:
-                await conn.set_autocommit(True)
-                try:
-                    cur = await conn.execute(
-                        _HOLD_BEST, _best_params(user_id, order, duration, admitted_event)
-                    )
-                    row = await cur.fetchone()
-                finally:
-                    await conn.set_autocommit(False)
-        return _best_decision(row)
+        """A "best available" hold as one statement in its own transaction, one round trip."""
+        params = _best_params(user_id, order, duration, admitted_event)
+        return _best_decision(await self._one_statement(_HOLD_BEST, params))
 
     async def bookings_of(
         self, user_id: str, before: tuple[str, str] | None, limit: int
