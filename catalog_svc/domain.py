@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 from ticketing_common.errors import FailedPrecondition, InvalidArgument, Reason
@@ -294,21 +294,34 @@ def ensure_no_inventory(existing_tickets: int) -> None:
         )
 
 
-# --- Updates (AIP-134) -------------------------------------------------------------------
-
-
-def apply_update(current: Any, changes: Any, mask: Sequence[str], writable: Sequence[str]) -> Any:
-    """``current`` with the masked fields taken from ``changes``; an empty mask means all
-    writable fields. Unknown or read-only fields are INVALID_ARGUMENT."""
-    paths = list(mask) or list(writable)
-    unknown = [p for p in paths if p not in writable]
-    if unknown:
-        raise _invalid("update_mask", f"cannot update: {', '.join(unknown)}")
-    return dataclasses.replace(current, **{p: getattr(changes, p) for p in paths})
-
-
 def _invalid(field: str, message: str) -> InvalidArgument:
     return InvalidArgument(message, metadata={"field": field})
+
+
+# --- Listings and retried writes ------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class EventFilter:
+    """Which events a listing shows; ``None`` is no restriction (start times half-open)."""
+
+    performer_id: str | None = None
+    venue_id: str | None = None
+    type: str | None = None
+    start_after: dt.datetime | None = None
+    start_before: dt.datetime | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RequestKey:
+    """Who retries what (AIP-155): a write with a ``request_id`` acts once per (user, method,
+    request_id); ``fingerprint`` is the request as sent, so the same id with a different
+    request is refused (REQUEST_ID_REUSED) instead of replayed."""
+
+    user_id: str
+    method: str
+    request_id: str
+    fingerprint: bytes
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

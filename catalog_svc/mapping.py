@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
+from typing import TypeVar
 
-from google.protobuf import timestamp_pb2
+from google.protobuf import field_mask_pb2, message, timestamp_pb2
 from ticketing.catalog.v1 import catalog_pb2
 from ticketing.common.v1 import common_pb2
 
 from catalog_svc.domain import (
     Event,
+    EventFilter,
+    EventPage,
     Performer,
     QueuePolicy,
     Row,
@@ -29,6 +33,34 @@ STATUS_TO_PROTO = {
     "booked": catalog_pb2.TICKET_STATUS_BOOKED,
 }
 STATUS_FROM_PROTO = {v: k for k, v in STATUS_TO_PROTO.items()}
+
+# What an update may change (AIP-134): an empty mask means all of these.
+VENUE_WRITABLE = (
+    "name",
+    "address",
+    "city",
+    "region",
+    "country_code",
+    "location",
+    "time_zone",
+    "seat_map",
+)
+PERFORMER_WRITABLE = ("name", "description", "genre")
+EVENT_WRITABLE = (
+    "name",
+    "description",
+    "type",
+    "venue_id",
+    "performer_id",
+    "start_time",
+    "end_time",
+    "on_sale_time",
+    "queue_policy",
+    "max_tickets_per_user",
+    "currency_code",
+)
+
+_Message = TypeVar("_Message", bound=message.Message)
 
 
 def timestamp(value: dt.datetime | None) -> timestamp_pb2.Timestamp | None:
@@ -156,6 +188,26 @@ def event_to_proto(
     return proto
 
 
+def render_event_page(page: EventPage, summary: TicketSummary, etag: str) -> bytes:
+    """The cached form of an event page: its FULL view, serialized (``ports.RenderPage``)."""
+    proto = event_to_proto(
+        page.event,
+        venue=page.venue,
+        performer=page.performer,
+        summary=summary,
+        tickets=page.tickets,
+        etag=etag,
+    )
+    return proto.SerializeToString()
+
+
+def basic_view(payload: bytes) -> catalog_pb2.Event:
+    """The BASIC view of a rendered page: everything but the tickets."""
+    event = catalog_pb2.Event.FromString(payload)
+    del event.tickets[:]
+    return event
+
+
 def ticket_to_proto(ticket: Ticket, event_id: str, currency: str) -> catalog_pb2.Ticket:
     return catalog_pb2.Ticket(
         id=ticket.id,
@@ -237,3 +289,69 @@ def event_from_proto(proto: catalog_pb2.Event, event_id: str = "") -> Event:
         max_tickets_per_user=proto.max_tickets_per_user or 8,
         currency=(proto.currency_code or "USD").upper(),
     )
+
+
+def event_filter_from_proto(request: catalog_pb2.ListEventsRequest) -> EventFilter:
+    return EventFilter(
+        performer_id=parse_id(request.performer_id, "performer_id")
+        if request.performer_id
+        else None,
+        venue_id=parse_id(request.venue_id, "venue_id") if request.venue_id else None,
+        type=EVENT_TYPE_FROM_PROTO.get(request.type),
+        start_after=request.start_time_after.ToDatetime(tzinfo=dt.UTC)
+        if request.HasField("start_time_after")
+        else None,
+        start_before=request.start_time_before.ToDatetime(tzinfo=dt.UTC)
+        if request.HasField("start_time_before")
+        else None,
+    )
+
+
+# --- updates (AIP-134): the request's fields named in the mask, over the record as it is -------
+
+
+def merge(
+    current: _Message, update: _Message, mask: field_mask_pb2.FieldMask, writable: tuple[str, ...]
+) -> _Message:
+    """``current`` with the fields named in the mask (all writable fields when empty) taken
+    from ``update``; a field outside ``writable`` is INVALID_ARGUMENT naming update_mask."""
+    paths = list(mask.paths) or list(writable)
+    unknown = [p for p in paths if p.split(".")[0] not in writable]
+    if unknown:
+        raise InvalidArgument(
+            f"cannot update: {', '.join(unknown)}", metadata={"field": "update_mask"}
+        )
+    merged = type(current)()
+    merged.CopyFrom(current)
+    field_mask_pb2.FieldMask(paths=paths).MergeMessage(
+        update, merged, replace_message_field=True, replace_repeated_field=True
+    )
+    return merged
+
+
+def venue_update(request: catalog_pb2.UpdateVenueRequest) -> Callable[[Venue], Venue]:
+    def change(current: Venue) -> Venue:
+        merged = merge(venue_to_proto(current), request.venue, request.update_mask, VENUE_WRITABLE)
+        return venue_from_proto(merged, current.id)
+
+    return change
+
+
+def performer_update(
+    request: catalog_pb2.UpdatePerformerRequest,
+) -> Callable[[Performer], Performer]:
+    def change(current: Performer) -> Performer:
+        merged = merge(
+            performer_to_proto(current), request.performer, request.update_mask, PERFORMER_WRITABLE
+        )
+        return performer_from_proto(merged, current.id)
+
+    return change
+
+
+def event_update(request: catalog_pb2.UpdateEventRequest) -> Callable[[Event], Event]:
+    def change(current: Event) -> Event:
+        merged = merge(event_to_proto(current), request.event, request.update_mask, EVENT_WRITABLE)
+        return event_from_proto(merged, current.id)
+
+    return change

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from ticketing.catalog.v1 import catalog_pb2
 
+from catalog_svc import mapping
 from catalog_svc.adapters.page_cache import RedisPageCache
 from catalog_svc.adapters.postgres import CatalogRepository
-from catalog_svc.service import EventPages
+from catalog_svc.service import Catalog, EventPages
 from catalog_svc.servicer import CatalogServiceServicer
 from catalog_svc.settings import CatalogSettings
 from ticketing_common.db import open_pool
@@ -24,8 +25,9 @@ async def create_server(settings: CatalogSettings) -> ServiceServer:
         sentinels=settings.redis_sentinels,
         master_name=settings.redis_master_name,
     )
-    pages = EventPages(CatalogRepository(pool), RedisPageCache(cache))
-    servicer = CatalogServiceServicer(CatalogRepository(pool), pages)
+    store = CatalogRepository(pool)
+    pages = EventPages(store, RedisPageCache(cache), mapping.render_event_page)
+    servicer = CatalogServiceServicer(Catalog(store, pages))
     handler = generic_handler(SERVICE, servicer, raw_responses=("GetEvent",))
     binding = ServiceBinding(
         SERVICE_NAME, lambda server: server.add_generic_rpc_handlers((handler,))

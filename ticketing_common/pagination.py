@@ -53,7 +53,13 @@ def decode_page_token(token: str, fingerprint: str) -> list[Any] | None:
             return list(data["k"])
     except (ValueError, KeyError, TypeError):
         pass
-    raise InvalidArgument(
+    raise invalid_page_token()
+
+
+def invalid_page_token() -> InvalidArgument:
+    """The error of a token that is not one this query made (or of a key in it that does not
+    parse)."""
+    return InvalidArgument(
         "page_token is malformed or belongs to a different query",
         reason=Reason.INVALID_PAGE_TOKEN,
         metadata={"field": "page_token"},

@@ -6,9 +6,8 @@ Ticket status is always read through the schema's ``ticket_effective_status`` /
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -19,10 +18,12 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from catalog_svc.domain import (
     Event,
+    EventFilter,
     EventPage,
     NewTicket,
     Performer,
     QueuePolicy,
+    RequestKey,
     SeatMap,
     Ticket,
     TicketSummary,
@@ -35,6 +36,7 @@ from ticketing_common.errors import (
     Reason,
     Unavailable,
 )
+from ticketing_common.idempotency import run_once
 
 _EVENT_COLUMNS = """
     e.id::text, e.name, e.description, e.type, e.venue_id::text, e.performer_id::text,
@@ -102,15 +104,6 @@ def _performer(row: Sequence[Any]) -> Performer:
     return Performer(*row)
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class EventFilter:
-    performer_id: str | None = None
-    venue_id: str | None = None
-    type: str | None = None
-    start_after: dt.datetime | None = None
-    start_before: dt.datetime | None = None
-
-
 class CatalogRepository:
     def __init__(self, pool: AsyncConnectionPool) -> None:
         self._pool = pool
@@ -172,7 +165,7 @@ class CatalogRepository:
         )
 
     async def list_events(
-        self, where: EventFilter, after: tuple[str, str] | None, limit: int
+        self, where: EventFilter, after: tuple[dt.datetime, str] | None, limit: int
     ) -> list[tuple[Event, Venue, Performer]]:
         clauses: list[sql.Composable] = []
         params: list[Any] = []
@@ -285,10 +278,34 @@ class CatalogRepository:
 
 
 class CatalogWriter:
-    """Mutations inside one transaction, so an idempotency claim commits with its effect."""
+    """Mutations inside one transaction, so an idempotency claim commits with its effect
+    (``catalog_svc.ports.CatalogTransaction``)."""
 
     def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn
+
+    async def once(self, key: RequestKey, action: Callable[[], Awaitable[str]]) -> str:
+        async def act() -> bytes:
+            return (await action()).encode()
+
+        answer = await run_once(
+            self.conn,
+            user_id=key.user_id,
+            method=key.method,
+            request_id=key.request_id,
+            request=key.fingerprint,
+            action=act,
+        )
+        return answer.decode()
+
+    async def venue(self, venue_id: str) -> Venue:
+        return await _fetch_venue(self.conn, venue_id)
+
+    async def performer(self, performer_id: str) -> Performer:
+        return await _fetch_performer(self.conn, performer_id)
+
+    async def event(self, event_id: str) -> Event:
+        return await _fetch_event(self.conn, event_id)
 
     async def insert_venue(self, venue: Venue) -> Venue:
         cur = await self.conn.execute(

@@ -19,6 +19,7 @@ from catalog_svc.domain import (
     Ticket,
     Venue,
 )
+from catalog_svc.mapping import render_event_page
 from catalog_svc.ports import CacheUnavailable
 from catalog_svc.service import EventPages
 
@@ -75,7 +76,7 @@ class FakeCache:
 
 async def test_a_surge_of_misses_for_one_event_is_one_build():
     source, cache = FakeSource(), FakeCache()
-    pages = EventPages(source, cache)
+    pages = EventPages(source, cache, render_event_page)
     source.gate.clear()
     waiting = [asyncio.create_task(pages.get("e1")) for _ in range(50)]
     await asyncio.sleep(0)
@@ -88,7 +89,7 @@ async def test_a_surge_of_misses_for_one_event_is_one_build():
 
 async def test_a_cached_page_is_served_without_the_source_until_the_event_changes():
     source, cache = FakeSource(), FakeCache()
-    pages = EventPages(source, cache)
+    pages = EventPages(source, cache, render_event_page)
     first = await pages.get("e1")
     again = await pages.get("e1")
     assert source.reads == 1 and again == first
@@ -100,7 +101,7 @@ async def test_a_cached_page_is_served_without_the_source_until_the_event_change
 async def test_a_cache_that_is_down_only_costs_speed():
     source, cache = FakeSource(), FakeCache()
     cache.down = True
-    pages = EventPages(source, cache)
+    pages = EventPages(source, cache, render_event_page)
     results = [await pages.get("e1") for _ in range(3)]
     assert source.reads == 3
     assert len({r.etag for r in results}) == 1
@@ -109,6 +110,6 @@ async def test_a_cache_that_is_down_only_costs_speed():
 async def test_a_page_is_not_kept_past_the_next_hold_that_lapses():
     soon = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=5)
     source, cache = FakeSource(held_until=soon), FakeCache()
-    await EventPages(source, cache).get("e1")
+    await EventPages(source, cache, render_event_page).get("e1")
     _, _, ttl = cache.pages["e1"]
     assert 0 < ttl <= 5
