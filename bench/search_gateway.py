@@ -11,7 +11,7 @@ distance, term + city) for ``--duration`` seconds each way, alternating in 10 sh
 
 - through the gateway: native gRPC to Envoy (JWT filter, router) -> search service -> engine;
 - straight to the engine: the very request bodies the service sends for those searches
-  (built with the same ``search_svc.domain`` code), over keep-alive HTTP.
+  (built with the same ``search_svc.request`` / ``search_svc.query`` code), over keep-alive HTTP.
 
 Prints queries/s, p50 and p99 for each and the ratios, and appends them to bench/RESULTS.md.
 The engine is the embedded OpenSearch-compatible stand-in: its absolute figures are its own,
@@ -44,8 +44,9 @@ from search_common import (
 )
 from ticketing.search.v1 import search_pb2, search_pb2_grpc
 
-from search_svc import domain
 from search_svc.domain import Sort
+from search_svc.query import search_body
+from search_svc.request import parse_search, search_page_size
 
 # Short alternating slots, so that both paths see the same background load on a shared machine.
 ROUNDS = 10
@@ -92,7 +93,7 @@ def query_mix(catalog: Catalog, count: int, seed: int = 11) -> list[dict[str, An
 
 
 def engine_body(query: dict[str, Any], now: dt.datetime) -> bytes:
-    parsed = domain.parse_search(
+    parsed = parse_search(
         term=query.get("term", ""),
         location=query.get("location", ""),
         radius_km=query.get("radius_km", 0.0),
@@ -101,8 +102,8 @@ def engine_body(query: dict[str, Any], now: dt.datetime) -> bytes:
         include_past=False,
         sort=query.get("sort"),
     )
-    size = domain.search_page_size(0)
-    return json.dumps(domain.search_body(parsed, size=size + 1, now=now)).encode()
+    size = search_page_size(0)
+    return json.dumps(search_body(parsed, size=size + 1, now=now)).encode()
 
 
 def grpc_request(query: dict[str, Any]) -> search_pb2.SearchEventsRequest:

@@ -6,7 +6,8 @@ from google.protobuf import timestamp_pb2
 from ticketing.common.v1 import common_pb2
 from ticketing.search.v1 import search_pb2
 
-from search_svc.domain import Hit, SearchPage, Sort, Suggestion
+from search_svc.domain import Sort
+from search_svc.results import Hit, SearchPage, Suggestion
 from ticketing_common.event_types import EVENT_TYPE_TO_PROTO
 
 SORT_FROM_PROTO: dict[int, Sort | None] = {

@@ -6,7 +6,8 @@ from __future__ import annotations
 import grpc
 from ticketing.search.v1 import search_pb2, search_pb2_grpc
 
-from search_svc import domain, mapping
+from search_svc import mapping
+from search_svc.request import parse_prefix, parse_search, search_page_size, suggestion_count
 from search_svc.service import EventSearch
 
 
@@ -26,7 +27,7 @@ class SearchServiceServicer(search_pb2_grpc.SearchServiceServicer):
     async def SearchEvents(
         self, request: search_pb2.SearchEventsRequest, context: grpc.aio.ServicerContext
     ) -> search_pb2.SearchEventsResponse:
-        query = domain.parse_search(
+        query = parse_search(
             term=request.term,
             location=request.location,
             radius_km=request.radius_km,
@@ -37,7 +38,7 @@ class SearchServiceServicer(search_pb2_grpc.SearchServiceServicer):
         )
         result = await self._search.search(
             query,
-            page_size=domain.search_page_size(request.page_size),
+            page_size=search_page_size(request.page_size),
             page_token=request.page_token,
             timeout=self._deadline(context),
         )
@@ -46,10 +47,10 @@ class SearchServiceServicer(search_pb2_grpc.SearchServiceServicer):
     async def SuggestEvents(
         self, request: search_pb2.SuggestEventsRequest, context: grpc.aio.ServicerContext
     ) -> search_pb2.SuggestEventsResponse:
-        prefix = domain.parse_prefix(request.prefix)
+        prefix = parse_prefix(request.prefix)
         found = await self._search.suggest(
             prefix,
-            size=domain.suggestion_count(request.page_size),
+            size=suggestion_count(request.page_size),
             timeout=self._deadline(context),
         )
         return mapping.suggestions_to_proto(found)

@@ -48,7 +48,9 @@ from opensearchpy import OpenSearch
 from opensearchpy import exceptions as os_errors
 
 from search_svc.documents import ALIAS
-from search_svc.domain import GeoPoint, city_lookup_body, location_of
+from search_svc.domain import GeoPoint
+from search_svc.query import city_lookup_body
+from search_svc.results import location_of
 from ticketing_common.errors import Unavailable
 
 log = logging.getLogger("search.engine")
@@ -333,7 +335,8 @@ class AutoClient:
 
     def __init__(self, url: str, *, request_timeout: float, connections: int) -> None:
         self._url = url
-        self._options = {"request_timeout": request_timeout, "connections": connections}
+        self._request_timeout = request_timeout
+        self._connections = connections
         self._client: EngineClient | None = None
         self._lock = threading.Lock()
 
@@ -344,8 +347,13 @@ class AutoClient:
     def resolve(self) -> EngineClient:
         with self._lock:
             if self._client is None:
-                found = detect(self._url, timeout=float(self._options["request_timeout"]))
-                self._client = _client_for(found, self._url, **self._options)
+                found = detect(self._url, timeout=self._request_timeout)
+                self._client = _client_for(
+                    found,
+                    self._url,
+                    request_timeout=self._request_timeout,
+                    connections=self._connections,
+                )
                 log.info("search engine at %s is %s", self._url, found)
             return self._client
 

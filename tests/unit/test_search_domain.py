@@ -1,4 +1,5 @@
-"""Search rules: validation, the shape of the engine query, page tokens, results, completions."""
+"""Search rules: validation (search_svc/request.py), the shape of the engine query (query.py),
+page tokens (domain.py), results and completions (results.py)."""
 
 import datetime as dt
 import math
@@ -8,6 +9,9 @@ import pytest
 from search_svc import domain
 from search_svc.documents import EventDocument, city_key, parse_time
 from search_svc.domain import GeoPoint, SearchQuery, Sort
+from search_svc.query import MAX_FUZZY_WORDS, search_body, suggest_body
+from search_svc.request import parse_prefix, parse_search, search_page_size
+from search_svc.results import read_page, suggestions
 from ticketing_common.errors import InvalidArgument
 
 NOW = dt.datetime(2026, 12, 1, 12, tzinfo=dt.UTC)
@@ -23,7 +27,7 @@ def parse(**fields) -> SearchQuery:
         "include_past": False,
         "sort": None,
     }
-    return domain.parse_search(**(request | fields))
+    return parse_search(**(request | fields))
 
 
 @pytest.mark.parametrize(
@@ -76,7 +80,7 @@ def test_defaults_and_normalization():
 
 def test_filters_are_in_filter_context_and_upcoming_is_the_default():
     q = parse(location="Berlin", type="concert", date="2026-12-05/2026-12-07")
-    body = domain.search_body(q, size=21, now=NOW)
+    body = search_body(q, size=21, now=NOW)
     bool_query = body["query"]["bool"]
     assert "must" not in bool_query  # no term, no scoring
     assert bool_query["filter"] == [
@@ -89,7 +93,7 @@ def test_filters_are_in_filter_context_and_upcoming_is_the_default():
         },
         {"range": {"start_time": {"gte": "2026-12-01T12:00:00.000Z"}}},
     ]
-    past = domain.search_body(parse(include_past=True), size=21, now=NOW)
+    past = search_body(parse(include_past=True), size=21, now=NOW)
     assert past["query"]["bool"]["filter"] == []
     assert body["sort"] == [{"start_time": "asc"}, {"event_id": "asc"}]
     assert body["aggs"]["type_facets"]["terms"]["field"] == "type"
@@ -98,7 +102,7 @@ def test_filters_are_in_filter_context_and_upcoming_is_the_default():
 
 
 def test_a_term_is_matched_exactly_and_with_bounded_fuzziness_on_the_names():
-    body = domain.search_body(parse(term="aurora vail"), size=21, now=NOW)
+    body = search_body(parse(term="aurora vail"), size=21, now=NOW)
     (text,) = body["query"]["bool"]["must"]
     exact, fuzzy = text["bool"]["should"]
     assert exact["multi_match"]["fields"] == [
@@ -125,14 +129,14 @@ def test_a_term_is_matched_exactly_and_with_bounded_fuzziness_on_the_names():
         "venue_name",
         "description",
     }
-    long_term = " ".join(["word"] * (domain.MAX_FUZZY_WORDS + 1))
-    (only,) = domain.search_body(parse(term=long_term), size=21, now=NOW)["query"]["bool"]["must"]
+    long_term = " ".join(["word"] * (MAX_FUZZY_WORDS + 1))
+    (only,) = search_body(parse(term=long_term), size=21, now=NOW)["query"]["bool"]["must"]
     assert "multi_match" in only  # too many words to fuzz: exact only
 
 
 def test_coordinates_filter_by_radius_and_sort_by_distance():
     q = parse(location="52.52,13.40", radius_km=7.5, sort=Sort.DISTANCE)
-    body = domain.search_body(q, size=21, now=NOW, after=[1.5, 1, "e"])
+    body = search_body(q, size=21, now=NOW, after=[1.5, 1, "e"])
     assert {"geo_distance": {"distance": "7.5km", "location": {"lat": 52.52, "lon": 13.4}}} in (
         body["query"]["bool"]["filter"]
     )
@@ -142,7 +146,7 @@ def test_coordinates_filter_by_radius_and_sort_by_distance():
     assert body["search_after"] == [1.5, 1, "e"]
     city = parse(location="Berlin", sort=Sort.DISTANCE)
     origin = GeoPoint(52.5, 13.4)
-    assert domain.search_body(city, size=5, now=NOW, origin=origin)["sort"][0]["_geo_distance"]
+    assert search_body(city, size=5, now=NOW, origin=origin)["sort"][0]["_geo_distance"]
 
 
 def test_page_tokens_resume_the_same_query_only():
@@ -166,19 +170,19 @@ def test_page_tokens_resume_the_same_query_only():
 
 
 def test_relevance_pages_by_offset_and_other_orders_resume_after_the_last_key():
-    relevance = domain.search_body(parse(term="jazz"), size=21, now=NOW, after=[40])
+    relevance = search_body(parse(term="jazz"), size=21, now=NOW, after=[40])
     assert relevance["from"] == 40 and "search_after" not in relevance
-    by_date = domain.search_body(parse(), size=21, now=NOW, after=[5, "e"])
+    by_date = search_body(parse(), size=21, now=NOW, after=[5, "e"])
     assert by_date["search_after"] == [5, "e"] and "from" not in by_date
-    near_the_end = domain.search_body(parse(term="jazz"), size=21, now=NOW, after=[9_990])
+    near_the_end = search_body(parse(term="jazz"), size=21, now=NOW, after=[9_990])
     assert near_the_end["size"] == 10
 
 
 def test_page_size_defaults_and_caps():
-    assert domain.search_page_size(0) == 20
-    assert domain.search_page_size(1000) == 100
+    assert search_page_size(0) == 20
+    assert search_page_size(1000) == 100
     with pytest.raises(InvalidArgument):
-        domain.search_page_size(-1)
+        search_page_size(-1)
 
 
 def _raw_hit(event_id: str, sort, **source):
@@ -220,13 +224,13 @@ def test_a_page_of_results_with_facets_highlights_and_the_next_key():
             "city_facets": {"buckets": [{"key": "Berlin", "doc_count": 3}]},
         },
     }
-    page = domain.read_page(response, q, limit=2, origin=None)
+    page = read_page(response, q, limit=2, origin=None)
     assert [h.event_id for h in page.hits] == ["a", "b"]
     assert page.next_key == [2]  # relevance: the offset of the next result
-    later = domain.read_page(response, q, limit=2, origin=None, after=[40])
+    later = read_page(response, q, limit=2, origin=None, after=[40])
     assert later.next_key == [42]
     dated = {"hits": {"hits": [_raw_hit(i, [n, i]) for n, i in ((1, "a"), (2, "b"), (3, "c"))]}}
-    by_date = domain.read_page(dated, parse(location="Berlin"), limit=2, origin=None)
+    by_date = read_page(dated, parse(location="Berlin"), limit=2, origin=None)
     assert by_date.next_key == [2, "b"]  # the last hit's sort values
     assert page.total == 3
     assert page.type_facets == [("concert", 3)] and page.city_facets == [("Berlin", 3)]
@@ -235,7 +239,7 @@ def test_a_page_of_results_with_facets_highlights_and_the_next_key():
     assert first.start_time == dt.datetime(2026, 12, 5, 20, tzinfo=dt.UTC)
     assert first.distance_km == pytest.approx(2.4, abs=0.2)
     assert second.sold_out and second.min_available_price_minor is None
-    last = domain.read_page(response, q, limit=3, origin=None)
+    last = read_page(response, q, limit=3, origin=None)
     assert last.next_key is None
 
 
@@ -266,15 +270,15 @@ def test_suggestions_complete_every_typed_word_and_come_once_each():
             "venue_name": "Aula",
         },
     ]
-    found = domain.suggestions("aur v", sources, limit=10)
+    found = suggestions("aur v", sources, limit=10)
     assert [(s.kind, s.text, s.event_id) for s in found] == [
         ("performer", "Aurora Vale", ""),
         ("event", "Aurora Vale: Northern Lights", "e1"),
         ("event", "Aurora Vale: Encore", "e2"),
     ]
-    assert [s.text for s in domain.suggestions("zur", sources, limit=10)] == ["Zürich Arena"]
-    assert len(domain.suggestions("a", sources, limit=2)) == 2
-    body = domain.suggest_body("aur v", size=8, now=NOW)
+    assert [s.text for s in suggestions("zur", sources, limit=10)] == ["Zürich Arena"]
+    assert len(suggestions("a", sources, limit=2)) == 2
+    body = suggest_body("aur v", size=8, now=NOW)
     assert body["query"]["bool"]["must"][0]["multi_match"]["operator"] == "and"
     assert body["query"]["bool"]["filter"] == [
         {"range": {"start_time": {"gte": "2026-12-01T12:00:00.000Z"}}}
@@ -284,7 +288,7 @@ def test_suggestions_complete_every_typed_word_and_come_once_each():
 @pytest.mark.parametrize("prefix", ["", "   ", "x" * 101, "!!"])
 def test_a_bad_prefix_is_invalid_argument(prefix):
     with pytest.raises(InvalidArgument) as err:
-        domain.parse_prefix(prefix)
+        parse_prefix(prefix)
     assert err.value.metadata == {"field": "prefix"}
 
 
@@ -302,7 +306,7 @@ def test_the_document_a_worker_writes_is_what_search_reads():
     assert source["start_time"] == "2026-12-05T19:00:00Z"
     assert source["city_key"] == "sao paulo" == city_key("  SAO  PAULO ")
     assert source["sold_out"] is True and source["min_available_price_minor"] is None
-    hit = domain.read_page(
+    hit = read_page(
         {"hits": {"hits": [{"_id": "e1", "_source": source}]}}, parse(), limit=5, origin=None
     ).hits[0]
     assert (hit.city, hit.sold_out, hit.start_time) == ("São Paulo", True, start)

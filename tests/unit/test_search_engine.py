@@ -10,7 +10,8 @@ from typing import ClassVar
 import pytest
 
 from search_svc.adapters.engine import Breaker, EventIndex, _plain, connect
-from search_svc.domain import GeoPoint, Sort, parse_search
+from search_svc.domain import GeoPoint, Sort
+from search_svc.request import parse_search
 from search_svc.service import EventSearch
 from ticketing_common.errors import InvalidArgument, Unavailable
 
