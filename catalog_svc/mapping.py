@@ -61,6 +61,7 @@ EVENT_WRITABLE = (
 )
 
 _Message = TypeVar("_Message", bound=message.Message)
+_Record = TypeVar("_Record", Venue, Performer, Event)
 
 
 def timestamp(value: dt.datetime | None) -> timestamp_pb2.Timestamp | None:
@@ -329,29 +330,38 @@ def merge(
     return merged
 
 
-def venue_update(request: catalog_pb2.UpdateVenueRequest) -> Callable[[Venue], Venue]:
-    def change(current: Venue) -> Venue:
-        merged = merge(venue_to_proto(current), request.venue, request.update_mask, VENUE_WRITABLE)
-        return venue_from_proto(merged, current.id)
+def _update(
+    to_proto: Callable[[_Record], _Message],
+    from_proto: Callable[[_Message, str], _Record],
+    changes: _Message,
+    mask: field_mask_pb2.FieldMask,
+    writable: tuple[str, ...],
+) -> Callable[[_Record], _Record]:
+    def change(current: _Record) -> _Record:
+        return from_proto(merge(to_proto(current), changes, mask, writable), current.id)
 
     return change
+
+
+def venue_update(request: catalog_pb2.UpdateVenueRequest) -> Callable[[Venue], Venue]:
+    return _update(
+        venue_to_proto, venue_from_proto, request.venue, request.update_mask, VENUE_WRITABLE
+    )
 
 
 def performer_update(
     request: catalog_pb2.UpdatePerformerRequest,
 ) -> Callable[[Performer], Performer]:
-    def change(current: Performer) -> Performer:
-        merged = merge(
-            performer_to_proto(current), request.performer, request.update_mask, PERFORMER_WRITABLE
-        )
-        return performer_from_proto(merged, current.id)
-
-    return change
+    return _update(
+        performer_to_proto,
+        performer_from_proto,
+        request.performer,
+        request.update_mask,
+        PERFORMER_WRITABLE,
+    )
 
 
 def event_update(request: catalog_pb2.UpdateEventRequest) -> Callable[[Event], Event]:
-    def change(current: Event) -> Event:
-        merged = merge(event_to_proto(current), request.event, request.update_mask, EVENT_WRITABLE)
-        return event_from_proto(merged, current.id)
-
-    return change
+    return _update(
+        event_to_proto, event_from_proto, request.event, request.update_mask, EVENT_WRITABLE
+    )
