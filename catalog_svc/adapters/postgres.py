@@ -7,6 +7,7 @@ Ticket status is always read through the schema's ``ticket_effective_status`` /
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -102,6 +103,10 @@ def _venue(row: Sequence[Any]) -> Venue:
 
 def _performer(row: Sequence[Any]) -> Performer:
     return Performer(*row)
+
+
+# What a catalog request_id records: the created record's id (a UUID) or a ticket count.
+_RECORDED_ANSWER = re.compile(r"[0-9a-f-]{36}|[0-9]{1,9}")
 
 
 class CatalogRepository:
@@ -296,7 +301,17 @@ class CatalogWriter:
             request=key.fingerprint,
             action=act,
         )
-        return answer.decode()
+        recorded = answer.decode("ascii", errors="replace")
+        if not _RECORDED_ANSWER.fullmatch(recorded):
+            # Recorded before the use cases moved out of the servicer, when the answer was the
+            # serialized response: replaying it is not possible, creating again would not be
+            # idempotent, so the caller is told to use a new request_id.
+            raise InvalidArgument(
+                "request_id was used before an upgrade of the catalog; use a new one",
+                reason=Reason.REQUEST_ID_REUSED,
+                metadata={"field": "request_id"},
+            )
+        return recorded
 
     async def venue(self, venue_id: str) -> Venue:
         return await _fetch_venue(self.conn, venue_id)

@@ -121,6 +121,27 @@ def test_create_with_request_id_is_idempotent(catalog, operator):
     assert error_reason(err.value) == "REQUEST_ID_REUSED"
 
 
+def test_a_request_id_answered_before_the_upgrade_is_refused_not_repeated(catalog, operator, db):
+    # Before the use cases left the servicer, a request_id recorded the serialized response;
+    # a retry of such a request must neither crash nor create the performer a second time.
+    request = catalog_pb2.CreatePerformerRequest(
+        performer=catalog_pb2.Performer(name="Recorded Long Ago"), request_id=uuid.uuid4().hex
+    )
+    first = catalog.CreatePerformer(request, metadata=operator)
+    db.execute(
+        "UPDATE idempotency_keys SET response = %s WHERE request_id = %s",
+        (first.SerializeToString(), request.request_id),
+    )
+    with pytest.raises(grpc.RpcError) as err:
+        catalog.CreatePerformer(request, metadata=operator)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error_reason(err.value) == "REQUEST_ID_REUSED"
+    count = db.execute(
+        "SELECT count(*) FROM performers WHERE name = 'Recorded Long Ago'"
+    ).fetchone()
+    assert count == (1,)
+
+
 def test_invalid_writes_are_rejected_with_the_field(catalog, operator, small_event):
     with pytest.raises(grpc.RpcError) as err:
         catalog.GenerateTickets(
