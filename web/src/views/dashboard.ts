@@ -4,7 +4,8 @@
 // (QueueService GetQueueStats / UpdateQueueControl, operators only).
 //
 // Each chart's element carries what it shows for tests and scripts: data-points (samples
-// drawn), data-last (the sum of each series' latest value) and data-series (the legend).
+// drawn), data-last (the sum of each series' latest value), data-values (each series' latest
+// value, JSON) and data-series (the legend).
 
 import uPlot from "uplot";
 
@@ -152,6 +153,8 @@ class Chart {
               stroke: COLOURS[i % COLOURS.length],
               width: 2,
               spanGaps: false,
+              // A lone sample (a series that just appeared) still shows.
+              points: { show: true, size: 4 },
             })),
           ],
         },
@@ -161,13 +164,18 @@ class Chart {
     }
     let points = 0;
     let last = 0;
+    const latest: Record<string, number> = {};
     for (const s of series) {
       points += s.values.filter((v) => v !== null).length;
-      const latest = [...s.values].reverse().find((v) => v !== null);
-      if (latest !== undefined && latest !== null) last += latest;
+      const value = [...s.values].reverse().find((v) => v !== null);
+      if (value !== undefined && value !== null) {
+        last += value;
+        latest[s.label] = value;
+      }
     }
     this.element.dataset.points = String(points);
     this.element.dataset.last = String(last);
+    this.element.dataset.values = JSON.stringify(latest);
     this.element.dataset.series = labels.join(",");
   }
 
