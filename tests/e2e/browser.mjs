@@ -125,7 +125,9 @@ const journeys = {
   // a reload. Then, on a queue-enabled event's dashboard, pauses admission and sets the rate.
   async operator_dashboard(page) {
     await pasteToken(page, params.token);
-    await page.goto(`${base}/#/operator/event/${params.eventId}`);
+    // From the event's page, whose link to the dashboard only operators see.
+    await page.goto(`${base}/#/event/${params.eventId}`);
+    await page.getByTestId("open-dashboard").click();
     await page.getByTestId("dashboard").waitFor();
     await page.evaluate(() => (window.__sameDocument = true));
     await page.waitForFunction(() => Number(document.querySelector('[data-testid="dashboard"]').dataset.refreshes) >= 1);
