@@ -13,6 +13,13 @@ A session:
    keeps the stream busy. Writing a batch: read its documents from Postgres, write them with
    the batch's end LSN as external version, and only then confirm that LSN to the slot.
 
+Tracing (when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set, ``ticketing_common.tracing``): each
+written batch is a ``cdc.batch`` trace, with a ``cdc.read_slot`` span (from the batch's first
+change read from the slot to its flush), ``cdc.load_documents`` (the documents re-read from
+Postgres), one ``cdc.index_write`` per bulk request to the engine (its HTTP call below it; a
+refused attempt is an error span) and the confirmed position as an event; rebuilds and
+hold-expiry refreshes are spans of their own. Off, the tracer is the API's no-op one.
+
 Crash safety: the slot's confirmed position only moves after a successful write, so a crash
 at any point replays at most the unconfirmed batches, and replayed writes are idempotent (same
 document id, same or newer version). A search engine that cannot take writes makes the loop
@@ -28,6 +35,8 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
+
+from opentelemetry import trace
 
 from cdc_worker import metrics
 from cdc_worker.domain import Backoff, Batch, Coalescer, HoldTimers, LagWindow
@@ -45,6 +54,8 @@ from cdc_worker.ports import (
 from search_svc.documents import EventDocument
 
 log = logging.getLogger("cdc.replicator")
+# The API's proxy: no-op spans until tracing.configure() sets a real provider.
+tracer = trace.get_tracer("cdc_worker.replicator")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -212,6 +223,21 @@ class Replicator:
         xids: Sequence[int] = (),
     ) -> None:
         """Every document from Postgres into a new index, then the alias swapped to it."""
+        with tracer.start_as_current_span("cdc.rebuild", attributes={"cdc.reason": reason}):
+            self._rebuild_traced(
+                catalog, version, reason, stop=stop, keepalive=keepalive, xids=xids
+            )
+
+    def _rebuild_traced(
+        self,
+        catalog: Catalog,
+        version: int,
+        reason: str,
+        *,
+        stop: threading.Event,
+        keepalive: Callable[[], None] | None,
+        xids: Sequence[int],
+    ) -> None:
         log.info("rebuilding the search index from Postgres: %s", reason)
         metrics.REBUILDS.inc()
         began = time.monotonic()
@@ -280,7 +306,10 @@ class Replicator:
             due = self._timers.pop_due(self._now())
             if due:
                 batch = Batch(events=due)
-                self._write_documents(catalog, batch, self._applied, stop, stream.keepalive)
+                with tracer.start_as_current_span(
+                    "cdc.hold_expiry_refresh", attributes={"cdc.events": len(due)}
+                ):
+                    self._write_documents(catalog, batch, self._applied, stop, stream.keepalive)
                 continue
             now = self._clock()
             if not coalescer.in_transaction:
@@ -326,6 +355,38 @@ class Replicator:
         return wait
 
     def _flush(
+        self, batch: Batch, catalog: Catalog, stream: ReplicationStream, stop: threading.Event
+    ) -> None:
+        attributes = {
+            "cdc.slot": self._options.slot,
+            "cdc.transactions": batch.transactions,
+            "cdc.changes": batch.changes,
+            "cdc.ticket_changes": batch.ticket_changes,
+            "cdc.events": len(batch.events),
+            "cdc.end_lsn": format_lsn(batch.end_lsn),
+            "cdc.rebuild": batch.rebuild,
+        }
+        with tracer.start_as_current_span(
+            "cdc.batch", kind=trace.SpanKind.CONSUMER, attributes=attributes
+        ) as span:
+            if span.is_recording():
+                self._trace_read(batch)
+            self._flush_traced(batch, catalog, stream, stop)
+            span.add_event("confirmed", {"cdc.lsn": format_lsn(self._confirmed)})
+
+    def _trace_read(self, batch: Batch) -> None:
+        """The batch's time in the stream, as a span ending now: from its first change read
+        from the slot (``opened_at``, on the monotonic clock) to this flush."""
+        waited = max(0.0, self._clock() - batch.opened_at) if batch.opened_at is not None else 0
+        now = time.time_ns()
+        read = tracer.start_span(
+            "cdc.read_slot",
+            start_time=now - int(waited * 1e9),
+            attributes={"cdc.changes": batch.changes, "cdc.transactions": batch.transactions},
+        )
+        read.end(end_time=now)
+
+    def _flush_traced(
         self, batch: Batch, catalog: Catalog, stream: ReplicationStream, stop: threading.Event
     ) -> None:
         version = max(batch.end_lsn, self._applied)
@@ -375,7 +436,14 @@ class Replicator:
                 self._options.backfill_chunk, batch.xids
             )
         else:
-            chunks = [catalog.documents(batch.events, batch.venues, batch.performers, batch.xids)]
+            with tracer.start_as_current_span(
+                "cdc.load_documents",
+                kind=trace.SpanKind.CLIENT,
+                attributes={"db.system": "postgresql", "cdc.events": len(batch.events)},
+            ):
+                chunks = [
+                    catalog.documents(batch.events, batch.venues, batch.performers, batch.xids)
+                ]
         present: set[str] = set()
         for chunk in chunks:
             upserts = [item.document for item in chunk]
@@ -405,7 +473,16 @@ class Replicator:
         retry = Backoff(0.1, 2.0)
         while True:
             try:
-                report = self._index.write(upserts, deletes, version)
+                with tracer.start_as_current_span(
+                    "cdc.index_write",
+                    kind=trace.SpanKind.CLIENT,
+                    attributes={
+                        "cdc.documents": len(upserts),
+                        "cdc.deletes": len(deletes),
+                        "cdc.version": version,
+                    },
+                ):
+                    report = self._index.write(upserts, deletes, version)
                 break
             except SinkUnavailable as exc:
                 self._wait_for_sink(exc, retry, stop, keepalive, what=f"{len(upserts)} documents")

@@ -40,11 +40,19 @@ def envoy_config(
     audiences: list[str],
     origins: list[str],
     descriptor: str = gateway.KUBERNETES_DESCRIPTOR,
+    prometheus_url: str | None = None,
+    otlp_endpoint: str | None = None,
 ) -> str:
     settings = gateway.GatewaySettings().with_jwt(
         jwks_url=jwks_url, issuer=issuer, audiences=tuple(audiences)
     )
-    return gateway.render_kubernetes(settings, origins, descriptor=descriptor)
+    return gateway.render_kubernetes(
+        settings,
+        origins,
+        descriptor=descriptor,
+        prometheus_url=prometheus_url,
+        otlp_endpoint=otlp_endpoint,
+    )
 
 
 CHART = Path(__file__).resolve().parent / "helm" / "ticketing"
@@ -153,6 +161,15 @@ def main(argv: list[str] | None = None) -> int:
     envoy.add_argument("--jwt-issuer", required=True, help="the tokens' iss claim")
     envoy.add_argument("--jwt-audience", action="append", required=True, help="an aud claim")
     envoy.add_argument("--cors-origin", action="append", required=True, help="a browser origin")
+    envoy.add_argument(
+        "--prometheus-url",
+        help="http://host:port of the cluster's Prometheus: routes the operator dashboard's"
+        " queries there (left out without it)",
+    )
+    envoy.add_argument(
+        "--otlp-endpoint",
+        help="the OTLP/HTTP collector (the chart's tracing.otlpEndpoint): the gateway traces",
+    )
     envoy.add_argument("-o", "--output", type=Path, help="write here instead of stdout")
     examples = commands.add_parser("examples", help="render every example value set (make k8s)")
     examples.add_argument("out_dir", type=Path)
@@ -162,7 +179,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"k8s: wrote {path}")
         return 0
     try:
-        text = envoy_config(ns.jwks_url, ns.jwt_issuer, ns.jwt_audience, ns.cors_origin)
+        text = envoy_config(
+            ns.jwks_url,
+            ns.jwt_issuer,
+            ns.jwt_audience,
+            ns.cors_origin,
+            prometheus_url=ns.prometheus_url,
+            otlp_endpoint=ns.otlp_endpoint,
+        )
     except (ValueError, gateway.GatewayConfigError) as exc:
         print(f"envoy-config: {exc}", file=sys.stderr)
         return 2

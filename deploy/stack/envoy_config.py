@@ -15,7 +15,7 @@ One listener speaks HTTP/1.1 and h2c, so native gRPC, gRPC-Web and REST (JSON, t
 Envoy from the google.api.http annotations) all arrive on the same port, and so does the
 browser client (web/), served from the same origin. Every request passes, in order:
 
-  header_mutation -> cors -> compressor (brotli, gzip) -> grpc_web -> jwt_authn
+  header_mutation -> cors -> compressor (brotli, gzip) -> grpc_web -> jwt_authn -> rbac
     -> local_ratelimit -> cache -> transcoder
 
 Responses pass the same filters in the opposite order, so the compressor sees them last: JSON
@@ -165,6 +165,7 @@ def gateway_listener(
             "typed_config": _typed("envoy.extensions.filters.http.grpc_web.v3.GrpcWeb"),
         },
         jwt_authn(settings.jwt, jwks),
+        RBAC,
         local_ratelimit(settings.limits),
         CACHE,
         *_transcoder(descriptor),
@@ -323,6 +324,8 @@ def routes(jwt: JwtSettings) -> list[Data]:
         _route({"prefix": "/app/"}, "web", "10s"),
         # Development sign-in: a token from the local stack's key (never in production).
         *([_route({"path": "/dev/token"}, "web", "10s")] if jwt.development else []),
+        # The operator's live sale dashboard (web/src/views/dashboard.ts) reads Prometheus.
+        *operator_metrics_routes(),
         # Browser preflights to REST paths: answered by the cors filter, which needs a route
         # with an upstream (the cluster is never called for a preflight).
         _route(
@@ -489,6 +492,8 @@ def jwt_authn(jwt: JwtSettings, jwks: Path) -> Data:
             "retry_policy": {"num_retries": 3},
         }
     provider["forward"] = False
+    # The verified claims, for the rbac filter's role check on the operator routes.
+    provider["payload_in_metadata"] = JWT_PAYLOAD
     provider["claim_to_headers"] = [
         {"header_name": "x-ticketing-user", "claim_name": "sub"},
         {"header_name": "x-ticketing-role", "claim_name": "role"},
@@ -509,6 +514,9 @@ def jwt_authn(jwt: JwtSettings, jwks: Path) -> Data:
                 {"match": {"prefix": "/booking/"}, "requires": _REQUIRED},
                 {"match": {"path": "/bookings"}, "requires": _REQUIRED},
                 {"match": {"prefix": "/queue/"}, "requires": _REQUIRED},
+                # The operator routes (operator_metrics_routes): a caller, whose role the
+                # rbac filter then checks.
+                {"match": {"prefix": OPERATOR_PREFIX}, "requires": _REQUIRED},
                 # The catalog's operator methods need a caller too (the catalog then checks the
                 # role): the Create*/Update*/GenerateTickets gRPC methods and every REST write.
                 {
@@ -544,6 +552,73 @@ def jwt_authn(jwt: JwtSettings, jwks: Path) -> Data:
             ],
         ),
     }
+
+
+# -- the operator routes -----------------------------------------------------------------------
+#
+# The live sale dashboard of the web client asks the stack's Prometheus server, through the
+# gateway, for the sale's figures: GET /operator/metrics/api/v1/query and .../query_range, and
+# nothing else of Prometheus's API (no admin, no series or label listings, no config, no
+# writes; any other path under /operator/ is the gateway's 404). Only for operators: jwt_authn
+# requires a token there (none: 401), and the rbac filter lets through only a token whose
+# ``role`` claim is ``operator`` (others: 403). Both refusals reach REST callers as the
+# gateway's JSON errors (local_reply_mappers). The token is not forwarded to Prometheus.
+
+OPERATOR_PREFIX = "/operator/"
+OPERATOR_METRICS = "/operator/metrics"
+# The Prometheus HTTP API paths the dashboard may read (instant and range queries).
+PROMETHEUS_APIS = ("/api/v1/query", "/api/v1/query_range")
+PROMETHEUS_CLUSTER = "prometheus"
+OPERATOR_ROLE = "operator"
+# Where jwt_authn puts the verified claims (dynamic metadata of its filter).
+JWT_PAYLOAD = "jwt_payload"
+_RBAC = "envoy.filters.http.rbac"
+
+# The rbac filter enforces nothing by itself (no listener-wide rules); routes that need a role
+# carry their policy in typed_per_filter_config (OPERATOR_ONLY).
+RBAC = {"name": _RBAC, "typed_config": _typed("envoy.extensions.filters.http.rbac.v3.RBAC")}
+
+OPERATOR_ONLY = _typed(
+    "envoy.extensions.filters.http.rbac.v3.RBACPerRoute",
+    rbac={
+        "rules": {
+            "action": "ALLOW",
+            "policies": {
+                "operator-role": {
+                    "permissions": [{"any": True}],
+                    "principals": [
+                        {
+                            "metadata": {
+                                "filter": "envoy.filters.http.jwt_authn",
+                                "path": [{"key": JWT_PAYLOAD}, {"key": "role"}],
+                                "value": {"string_match": {"exact": OPERATOR_ROLE}},
+                            }
+                        }
+                    ],
+                }
+            },
+        }
+    },
+)
+
+
+def operator_metrics_routes() -> list[Data]:
+    """GET /operator/metrics/api/v1/{query,query_range} -> Prometheus, operators only."""
+    return [
+        {
+            # An exact path (the query string is not part of it): no prefix tricks reach
+            # another API.
+            "match": {"path": OPERATOR_METRICS + api, "headers": [_method_is("GET")]},
+            "route": {"cluster": PROMETHEUS_CLUSTER, "timeout": "10s", "prefix_rewrite": api},
+            "typed_per_filter_config": {
+                _RBAC: OPERATOR_ONLY,
+                "envoy.filters.http.cache": _typed(
+                    "envoy.config.route.v3.FilterConfig", disabled=True
+                ),
+            },
+        }
+        for api in PROMETHEUS_APIS
+    ]
 
 
 # Rate limits, decided on the original path (before the transcoder rewrites REST calls), in
@@ -840,6 +915,8 @@ def clusters(config: StackConfig, settings: GatewaySettings) -> list[Data]:
     result.append(_plain_cluster("catalog_rest", ports.of("envoy-rest-origin")))
     # The web client's server (deploy/stack/webclient.py): plain HTTP/1.1.
     result.append(_plain_cluster("web", ports.of("web")))
+    # The stack's Prometheus server, for the operator routes (a 503 while it is not running).
+    result.append(_plain_cluster(PROMETHEUS_CLUSTER, ports.of("prometheus")))
     if settings.jwt.jwks_url:
         result.append(jwks_cluster(settings.jwt.jwks_url))
     return result

@@ -31,6 +31,7 @@ from .envoy_config import (  # noqa: F401 - re-exported: the names callers use
     CLIENT_CONTENT_TYPE,
     GATEWAY_ERROR_DOMAIN,
     KEYS,
+    PROMETHEUS_CLUSTER,
     REFUSALS,
     SERVICE_CLUSTERS,
     TRANSCODER,
@@ -238,11 +239,21 @@ def _socket(host: str, port: int) -> dict[str, Any]:
 
 
 def kubernetes_config(
-    settings: GatewaySettings, origins: list[str], descriptor: str = KUBERNETES_DESCRIPTOR
+    settings: GatewaySettings,
+    origins: list[str],
+    descriptor: str = KUBERNETES_DESCRIPTOR,
+    prometheus_url: str | None = None,
+    otlp_endpoint: str | None = None,
 ) -> dict[str, Any]:
     """The Envoy config of the chart's gateway, as data: the local stack's, with the
     addresses of a pod. Production only: a JWKS URL is required (the development key and its
-    sign-in route exist on the local stack alone)."""
+    sign-in route exist on the local stack alone).
+
+    ``prometheus_url`` (``http://host:port`` of the cluster's Prometheus, e.g. the operator's
+    ``prometheus-operated`` Service) keeps the operator routes to its query API; without it
+    they are left out. ``otlp_endpoint`` (the OTLP/HTTP collector the chart's
+    ``tracing.otlpEndpoint`` gives the services) makes the gateway trace as the local one does
+    (``with_tracing``)."""
     if settings.jwt.development:
         raise GatewayConfigError("the Kubernetes gateway needs a JWKS URL (--jwks-url)")
     if not origins:
@@ -250,20 +261,24 @@ def kubernetes_config(
     stack = StackConfig(gateway_port=KUBERNETES_GATEWAY_PORT, cors_origins=list(origins))
     data = build_config(stack, settings, Path("/nonexistent"), Path(descriptor))
     data["admin"]["address"] = _socket(HOST, KUBERNETES_ADMIN_PORT)
+    # The browser client is not served there; the operator routes only with a Prometheus.
+    dropped = {"web"} if prometheus_url else {"web", PROMETHEUS_CLUSTER}
     for listener in data["static_resources"]["listeners"]:
         if listener["name"] == "gateway":
             listener["address"] = _socket("0.0.0.0", KUBERNETES_GATEWAY_PORT)
             for chain in listener["filter_chains"]:
                 for network_filter in chain["filters"]:
-                    _drop_web_routes(network_filter["typed_config"])
+                    _drop_routes_to(network_filter["typed_config"], dropped)
         else:
             listener["address"] = _socket(HOST, KUBERNETES_REST_ORIGIN_PORT)
     services = {service.cluster for service in mesh.SERVICES}
     clusters = []
     for cluster in data["static_resources"]["clusters"]:
         name = cluster["name"]
-        if name == "web":
+        if name in dropped:
             continue
+        if name == PROMETHEUS_CLUSTER and prometheus_url:
+            cluster.update(_dns_cluster(name, prometheus_url))
         if name in services or name == "mesh":
             targets = sorted(services) if name == "mesh" else [name]
             cluster["type"] = "STRICT_DNS"
@@ -293,18 +308,47 @@ def kubernetes_config(
             context["validation_context"]["trusted_ca"] = {"filename": KUBERNETES_CA_BUNDLE}
         clusters.append(cluster)
     data["static_resources"]["clusters"] = clusters
+    if otlp_endpoint:
+        data = with_tracing(data, otlp_endpoint)
     return data
 
 
-def _drop_web_routes(manager: dict[str, Any]) -> None:
+def _drop_routes_to(manager: dict[str, Any], clusters: set[str]) -> None:
     for host in manager.get("route_config", {}).get("virtual_hosts", []):
-        host["routes"] = [r for r in host["routes"] if r.get("route", {}).get("cluster") != "web"]
+        host["routes"] = [
+            r for r in host["routes"] if r.get("route", {}).get("cluster") not in clusters
+        ]
+
+
+def _dns_cluster(name: str, url: str) -> dict[str, Any]:
+    """A plain-HTTP upstream reached by a DNS name (a Kubernetes Service)."""
+    parts = urlsplit(url)
+    if parts.scheme != "http" or not parts.hostname or parts.path not in ("", "/"):
+        raise GatewayConfigError(f"{name}: expected http://host:port, got {url!r}")
+    return {
+        "type": "STRICT_DNS",
+        "dns_lookup_family": "V4_PREFERRED",
+        "load_assignment": {
+            "cluster_name": name,
+            "endpoints": [
+                {
+                    "lb_endpoints": [
+                        {"endpoint": {"address": _socket(parts.hostname, parts.port or 80)}}
+                    ]
+                }
+            ],
+        },
+    }
 
 
 def render_kubernetes(
-    settings: GatewaySettings, origins: list[str], descriptor: str = KUBERNETES_DESCRIPTOR
+    settings: GatewaySettings,
+    origins: list[str],
+    descriptor: str = KUBERNETES_DESCRIPTOR,
+    prometheus_url: str | None = None,
+    otlp_endpoint: str | None = None,
 ) -> str:
-    return dump(kubernetes_config(settings, origins, descriptor))
+    return dump(kubernetes_config(settings, origins, descriptor, prometheus_url, otlp_endpoint))
 
 
 def config_path(state: StateDir) -> Path:

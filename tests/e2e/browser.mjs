@@ -119,9 +119,112 @@ const journeys = {
     const heading = await text(page.getByTestId("confirmation").getByRole("heading"));
     return { positions, admitted: admittedText, heading };
   },
+
+  // An operator (a pasted operator token) opens an event's live sale dashboard while a scripted
+  // sale runs (reserves in the background, from the test): the figures and charts move without
+  // a reload. Then, on a queue-enabled event's dashboard, pauses admission and sets the rate.
+  async operator_dashboard(page) {
+    await pasteToken(page, params.token);
+    // From the event's page, whose link to the dashboard only operators see.
+    await page.goto(`${base}/#/event/${params.eventId}`);
+    await page.getByTestId("open-dashboard").click();
+    await page.getByTestId("dashboard").waitFor();
+    await page.evaluate(() => (window.__sameDocument = true));
+    await page.waitForFunction(() => Number(document.querySelector('[data-testid="dashboard"]').dataset.refreshes) >= 1);
+    const first = await dashboardState(page);
+    await page.waitForFunction(
+      (before) => {
+        const taken = Number(document.querySelector('[data-testid="figure-holds-taken"]').dataset.value);
+        const holds = document.querySelector('[data-testid="chart-holds"]').dataset;
+        const tickets = JSON.parse(document.querySelector('[data-testid="chart-tickets"]').dataset.values ?? "{}");
+        const refreshes = Number(document.querySelector('[data-testid="dashboard"]').dataset.refreshes);
+        return (
+          refreshes >= before.refreshes + 2 &&
+          taken > before.holdsTaken &&
+          Number(holds.points) >= before.holds.points + 2 &&
+          JSON.parse(holds.values ?? "{}").taken > 0 &&
+          tickets.held > (before.tickets.values.held ?? 0)
+        );
+      },
+      first,
+      { timeout: params.moveWithinMs ?? 60_000, polling: 250 },
+    );
+    const moved = await dashboardState(page);
+    const sameDocument = await page.evaluate(() => window.__sameDocument === true);
+    const dashboardShot = join(values.out, "operator-dashboard.png");
+    await page.screenshot({ path: dashboardShot, fullPage: true });
+
+    await page.goto(`${base}/#/operator/event/${params.queueEventId}`);
+    await page.getByTestId("queue-controls-state").filter({ hasText: "Admitting" }).waitFor();
+    await page.getByTestId("control-pause").click();
+    const paused = await text(page.getByTestId("queue-controls-state").filter({ hasText: "Paused" }));
+    await page.getByTestId("control-rate").fill(String(params.rate));
+    await page.getByTestId("control-apply").click();
+    await page.waitForFunction(
+      (rate) => {
+        const input = document.querySelector('[data-testid="control-rate"]');
+        return input && document.activeElement !== input && input.value === String(rate);
+      },
+      params.rate,
+    );
+    // Still shown after the next refreshes (what the queue service keeps, not what was typed).
+    const refreshes = await page.evaluate(() => Number(document.querySelector('[data-testid="dashboard"]').dataset.refreshes));
+    await page.waitForFunction(
+      (n) => Number(document.querySelector('[data-testid="dashboard"]').dataset.refreshes) >= n + 2,
+      refreshes,
+    );
+    const rateShown = await page.getByTestId("control-rate").inputValue();
+    return { first, moved, sameDocument, paused, rateShown, screenshot: dashboardShot };
+  },
+
+  // A plain user (the development sign-in) opens a dashboard: the gateway refuses the queries
+  // with 403 and the page says so.
+  async dashboard_refused(page) {
+    await signIn(page, params.user);
+    const refused = page.waitForResponse((r) => r.url().includes("/operator/metrics/api/v1/"));
+    await page.goto(`${base}/#/operator/event/${params.eventId}`);
+    const status = (await refused).status();
+    const message = await text(page.getByTestId("dashboard-error").filter({ hasText: "403" }));
+    return { status, message };
+  },
 };
 
 // -- helpers -----------------------------------------------------------------------------------
+
+// What the dashboard shows: its refresh count, the holds-taken figure, and each chart's data.
+async function dashboardState(page) {
+  return page.evaluate(() => {
+    const chart = (id) => {
+      const el = document.querySelector(`[data-testid="chart-${id}"]`);
+      return {
+        points: Number(el.dataset.points),
+        last: Number(el.dataset.last),
+        values: JSON.parse(el.dataset.values ?? "{}"),
+        series: el.dataset.series ?? "",
+        canvases: el.querySelectorAll("canvas").length,
+      };
+    };
+    return {
+      at: Date.now(),
+      refreshes: Number(document.querySelector('[data-testid="dashboard"]').dataset.refreshes),
+      holdsTaken: Number(document.querySelector('[data-testid="figure-holds-taken"]').dataset.value),
+      error: document.querySelector('[data-testid="dashboard-error"]').textContent,
+      charts: Object.fromEntries(
+        ["tickets", "waiting", "admitted", "holds", "latency", "cdc-lag"].map((id) => [id, chart(id)]),
+      ),
+      holds: chart("holds"),
+      tickets: chart("tickets"),
+    };
+  });
+}
+
+async function pasteToken(page, token) {
+  await page.goto(`${base}/#/`);
+  await page.locator("details.paste summary").click();
+  await page.getByTestId("signin-token").fill(token);
+  await page.getByRole("button", { name: "Use token" }).click();
+  await page.getByTestId("signed-in").waitFor();
+}
 
 async function text(locator) {
   await locator.first().waitFor({ state: "visible" });

@@ -11,6 +11,7 @@ The gateway's Envoy config is the one deploy/kubernetes.py renders, and Envoy ac
 from __future__ import annotations
 
 import importlib
+import json
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -328,6 +329,143 @@ def test_gateway_config_is_the_rendered_template_and_envoy_accepts_it(
     local = tmp_path / "envoy.yaml"
     local.write_text(text.replace(gateway.KUBERNETES_DESCRIPTOR, str(descriptor)))
     gateway.validate(local)
+
+
+COLLECTOR = "http://otel-collector.observability:4318"
+CLUSTER_PROMETHEUS = "http://prometheus-operated.monitoring:9090"
+
+
+def _gateway_config(tmp_path: Path, **options: str) -> Path:
+    path = tmp_path / "envoy.yaml"
+    path.write_text(
+        kubernetes.envoy_config(
+            kubernetes.EXAMPLE_JWKS_URL,
+            kubernetes.EXAMPLE_ISSUER,
+            [kubernetes.EXAMPLE_AUDIENCE],
+            [kubernetes.EXAMPLE_ORIGIN],
+            **options,
+        )
+    )
+    return path
+
+
+def _hcm(config: dict[str, Any], listener: str) -> dict[str, Any]:
+    (found,) = [x for x in config["static_resources"]["listeners"] if x["name"] == listener]
+    typed: dict[str, Any] = found["filter_chains"][0]["filters"][0]["typed_config"]
+    return typed
+
+
+def test_with_a_collector_every_process_and_the_gateway_trace(helm: Path, tmp_path: Path) -> None:
+    """tracing.otlpEndpoint gives every process OTEL_EXPORTER_OTLP_ENDPOINT, and the gateway
+    config rendered with --otlp-endpoint traces exactly as the local stack's gateway does (the
+    same OpenTelemetry tracer block), to that collector; Envoy accepts it."""
+    envoy = _gateway_config(tmp_path, otlp_endpoint=COLLECTOR)
+    done = run_helm(
+        helm,
+        "template",
+        "ticketing",
+        *helm_args("production", envoy),
+        "--set-string",
+        f"tracing.otlpEndpoint={COLLECTOR}",
+    )
+    assert done.returncode == 0, done.stderr
+    docs = [doc for doc in yaml.safe_load_all(done.stdout) if doc]
+    for doc in docs:
+        kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+    shared = of_kind(docs, "ConfigMap")["ticketing-config"]["data"]
+    assert shared["OTEL_EXPORTER_OTLP_ENDPOINT"] == COLLECTOR
+    for name in components.PACKAGES:
+        (container,) = pod_spec(of_kind(docs, "Deployment")[name])["containers"]
+        assert {"configMapRef": {"name": "ticketing-config"}} in container["envFrom"], name
+
+    text = of_kind(docs, "ConfigMap")["gateway-envoy"]["data"]["envoy.yaml"]
+    config = yaml.safe_load(text)
+    traced = _hcm(config, "gateway")["tracing"]
+    local = gateway.with_tracing(
+        {
+            "static_resources": {
+                "listeners": [
+                    {"name": "gateway", "filter_chains": [{"filters": [{"typed_config": {}}]}]}
+                ],
+                "clusters": [],
+            }
+        },
+        COLLECTOR,
+    )
+    assert traced == _hcm(local, "gateway")["tracing"]
+    assert traced["provider"]["typed_config"]["http_service"]["http_uri"]["uri"] == (
+        f"{COLLECTOR}/v1/traces"
+    )
+    clusters = {c["name"]: c for c in config["static_resources"]["clusters"]}
+    collector = clusters["otel_collector"]
+    assert collector["type"] == "STRICT_DNS"
+    address = collector["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
+    assert address["address"]["socket_address"] == {
+        "address": "otel-collector.observability",
+        "port_value": 4318,
+    }
+    # The REST origin listener (the HTTP cache's) is internal: not traced, as locally.
+    assert "tracing" not in _hcm(config, "rest-origin")
+    descriptor = gateway.descriptor_path()
+    local_copy = tmp_path / "validate.yaml"
+    local_copy.write_text(text.replace(gateway.KUBERNETES_DESCRIPTOR, str(descriptor)))
+    gateway.validate(local_copy)
+
+
+def test_tracing_values_and_the_gateway_config_must_agree(helm: Path, tmp_path: Path) -> None:
+    untraced = _gateway_config(tmp_path)
+    done = run_helm(
+        helm,
+        "template",
+        "ticketing",
+        *helm_args("default", untraced),
+        "--set-string",
+        f"tracing.otlpEndpoint={COLLECTOR}",
+    )
+    assert done.returncode != 0
+    assert "tracing.otlpEndpoint is set but gateway.envoyConfig does not trace" in done.stderr
+    traced = _gateway_config(tmp_path, otlp_endpoint=COLLECTOR)
+    done = run_helm(helm, "template", "ticketing", *helm_args("default", traced))
+    assert done.returncode != 0
+    assert "tracing.otlpEndpoint is empty" in done.stderr
+    done = run_helm(
+        helm,
+        "template",
+        "ticketing",
+        *helm_args("default", untraced),
+        "--set-string",
+        "tracing.otlpEndpoint=grpc://collector:4317",
+    )
+    assert done.returncode != 0 and "/tracing/otlpEndpoint" in done.stderr
+
+
+def test_the_operator_dashboard_route_needs_a_cluster_prometheus(tmp_path: Path) -> None:
+    """Without --prometheus-url the chart's gateway has no operator route (the chart runs no
+    Prometheus); with it, the two query APIs go to that Prometheus, operators only."""
+    plain = yaml.safe_load(kubernetes.example_envoy_config())
+    assert "prometheus" not in {c["name"] for c in plain["static_resources"]["clusters"]}
+    assert "/operator/" not in json.dumps(_hcm(plain, "gateway")["route_config"])
+
+    path = _gateway_config(tmp_path, prometheus_url=CLUSTER_PROMETHEUS)
+    config = yaml.safe_load(path.read_text())
+    routes = _hcm(config, "gateway")["route_config"]["virtual_hosts"][0]["routes"]
+    operator = [r for r in routes if r["match"].get("path", "").startswith("/operator/")]
+    assert [r["match"]["path"] for r in operator] == [
+        "/operator/metrics/api/v1/query",
+        "/operator/metrics/api/v1/query_range",
+    ]
+    assert all("envoy.filters.http.rbac" in r["typed_per_filter_config"] for r in operator)
+    clusters = {c["name"]: c for c in config["static_resources"]["clusters"]}
+    endpoint = clusters["prometheus"]["load_assignment"]["endpoints"][0]["lb_endpoints"][0]
+    assert endpoint["endpoint"]["address"]["socket_address"] == {
+        "address": "prometheus-operated.monitoring",
+        "port_value": 9090,
+    }
+    local_copy = tmp_path / "validate.yaml"
+    local_copy.write_text(
+        path.read_text().replace(gateway.KUBERNETES_DESCRIPTOR, str(gateway.descriptor_path()))
+    )
+    gateway.validate(local_copy)
 
 
 @pytest.mark.parametrize(

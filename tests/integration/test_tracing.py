@@ -3,7 +3,8 @@ a real receiver inside the test (it decodes every ExportTraceServiceRequest with
 opentelemetry-proto). A reserve through the gateway with a client-chosen ``traceparent`` gives
 the booking service's server span that trace and that parent, with the Postgres and Redis
 calls as its children; a confirm's Stripe call and a search's engine call are traced as well;
-a malformed request is traced too and never stops the exporter."""
+a malformed request is traced too and never stops the exporter; the CDC worker traces each
+batch it moves from the replication slot into the search index."""
 
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ pytestmark = pytest.mark.integration
 
 BOOKING = "ticketing.booking.v1.BookingService"
 SEARCH = "ticketing.search.v1.SearchService"
-SERVER, CLIENT = 2, 3  # opentelemetry.proto.trace.v1.Span.SpanKind
+INTERNAL, SERVER, CLIENT, CONSUMER = 1, 2, 3, 5  # opentelemetry.proto.trace.v1.Span.SpanKind
 
 
 @dataclass
@@ -47,6 +48,7 @@ class Received:
     kind: int
     attributes: dict[str, Any]
     status_code: int
+    start_ns: int = 0
 
 
 @dataclass
@@ -76,6 +78,7 @@ class Receiver:
                             kind=span.kind,
                             attributes={a.key: _value(a.value) for a in span.attributes},
                             status_code=span.status.code,
+                            start_ns=span.start_time_unix_nano,
                         )
                     )
         with self.lock:
@@ -351,3 +354,65 @@ def test_a_malformed_request_is_traced_and_the_exporter_keeps_going(traced_stack
             )
     assert eventually(lambda: receiver.of_trace(later_trace))
     assert receiver.bad_requests == 0
+
+
+def test_the_cdc_worker_traces_each_batch_from_the_slot_to_the_index(traced_stack, receiver):
+    """A catalog write reaches the index through the CDC worker; its batch is a trace of the
+    worker's own: the batch span, the time in the slot, the Postgres re-read and the bulk
+    write to the engine, with the engine's HTTP call below the write."""
+    since = time.time_ns()
+    operator = (("authorization", f"Bearer {traced_stack.token('ops-tracing', role='operator')}"),)
+    with grpc.insecure_channel(traced_stack.gateway) as channel:
+        catalog = catalog_pb2_grpc.CatalogServiceStub(channel)
+        venue = make_venue(catalog, operator, 1, 1, 4)
+        make_event(catalog, operator, venue.id, days_ahead=905)
+
+    def batches() -> list[tuple[Received, list[Received]]]:
+        with receiver.lock:
+            spans = [s for s in receiver.spans if s.service == "cdc_worker"]
+        found = []
+        for batch in (s for s in spans if s.name == "cdc.batch" and s.start_ns >= since):
+            below = [s for s in spans if s.trace_id == batch.trace_id and s is not batch]
+            names = {s.name for s in below}
+            if (
+                batch.attributes.get("cdc.events", 0) >= 1
+                and {
+                    "cdc.read_slot",
+                    "cdc.load_documents",
+                    "cdc.index_write",
+                }
+                <= names
+            ):
+                found.append((batch, below))
+        return found
+
+    found = eventually(batches, timeout=30)
+    assert found, (
+        "no traced CDC batch with its read, load and write spans; the worker sent: "
+        f"{sorted({s.name for s in receiver.spans if s.service == 'cdc_worker'})}"
+    )
+    batch, below = found[-1]
+    assert batch.kind == CONSUMER and batch.parent_id == ""  # a trace of its own
+    assert batch.attributes["cdc.slot"] == "ticketing_search"
+    assert batch.attributes["cdc.transactions"] >= 1
+    assert "/" in batch.attributes["cdc.end_lsn"]  # an LSN as Postgres writes it
+    for name in ("cdc.read_slot", "cdc.load_documents", "cdc.index_write"):
+        span = next(s for s in below if s.name == name)
+        assert span.parent_id == batch.span_id, (name, span)
+    write = next(s for s in below if s.name == "cdc.index_write")
+    assert write.kind == CLIENT and write.attributes["cdc.documents"] >= 1
+    assert write.status_code != 2  # not an error
+    engine_calls = [
+        s
+        for s in below
+        if s.kind == CLIENT
+        and str(s.attributes.get("http.url", s.attributes.get("url.full", ""))).startswith(
+            traced_stack.search_url
+        )
+        and descends_from(s, write, [batch, *below])
+    ]
+    assert engine_calls, f"no engine HTTP call under the index write: {below}"
+    print(
+        f"CDC batch trace {batch.trace_id}: {len(below) + 1} spans,"
+        f" {batch.attributes['cdc.transactions']} transactions, {len(engine_calls)} engine call(s)"
+    )

@@ -130,3 +130,41 @@ def test_the_gateway_traces_only_when_the_services_do(tmp_path, monkeypatch):
 
     with pytest.raises(gateway.GatewayConfigError):
         gateway.with_tracing(plain, "grpc://collector.local:4317")
+
+
+@pytest.mark.parametrize("settings", [gateway.GatewaySettings(), PRODUCTION], ids=["dev", "prod"])
+def test_only_operators_reach_prometheus_and_only_its_two_query_apis(
+    tmp_path, monkeypatch, settings
+):
+    """The operator dashboard's route: exact GET paths of the two query APIs, to the stack's
+    Prometheus, each with the rbac policy that asks the verified token for role operator; the
+    JWT filter requires a token under /operator/ before its catch-all rule."""
+    config = _render(tmp_path, monkeypatch, settings)
+    to_prometheus = [
+        r for r in _routes(config) if r.get("route", {}).get("cluster") == "prometheus"
+    ]
+    assert sorted((r["match"]["path"], r["route"]["prefix_rewrite"]) for r in to_prometheus) == [
+        ("/operator/metrics/api/v1/query", "/api/v1/query"),
+        ("/operator/metrics/api/v1/query_range", "/api/v1/query_range"),
+    ]
+    for route in to_prometheus:
+        assert "prefix" not in route["match"] and "safe_regex" not in route["match"]
+        assert route["match"]["headers"] == [{"name": ":method", "string_match": {"exact": "GET"}}]
+        policy = route["typed_per_filter_config"]["envoy.filters.http.rbac"]["rbac"]["rules"]
+        assert policy["action"] == "ALLOW"
+        (principal,) = policy["policies"]["operator-role"]["principals"]
+        assert principal["metadata"]["path"] == [{"key": "jwt_payload"}, {"key": "role"}]
+        assert principal["metadata"]["value"] == {"string_match": {"exact": "operator"}}
+    (_, manager) = next(m for m in _managers(config) if m[0] == "gateway")
+    names = [f["name"] for f in manager["http_filters"]]
+    assert names.index("envoy.filters.http.jwt_authn") < names.index("envoy.filters.http.rbac")
+    jwt_filter = manager["http_filters"][names.index("envoy.filters.http.jwt_authn")]
+    jwt_config = jwt_filter["typed_config"]
+    assert jwt_config["providers"]["ticketing"]["payload_in_metadata"] == "jwt_payload"
+    rules = [rule["match"] for rule in jwt_config["rules"]]
+    operator_rule = rules.index({"prefix": "/operator/"})
+    assert operator_rule < rules.index({"prefix": "/"})
+    assert jwt_config["rules"][operator_rule]["requires"] == {"provider_name": "ticketing"}
+    # The rbac filter enforces nothing elsewhere (no listener-wide rules).
+    rbac = manager["http_filters"][names.index("envoy.filters.http.rbac")]["typed_config"]
+    assert "rules" not in rbac

@@ -4,11 +4,13 @@
 //   #/event/<id>                     an event, its seats and (for a hot sale) its queue
 //   #/checkout                       pay for the seats on hold
 //   #/bookings                       my bookings
+//   #/operator/event/<id>            operators: the event's live sale dashboard
 
 import { h, replace } from "./dom";
 import * as session from "./session";
 import { renderBookings } from "./views/bookings";
 import { renderCheckout } from "./views/checkout";
+import { renderDashboard } from "./views/dashboard";
 import { renderEvent } from "./views/event";
 import { renderSearch } from "./views/search";
 
@@ -27,9 +29,11 @@ async function route(): Promise<void> {
   const [path, query = ""] = window.location.hash.replace(/^#/, "").split("?", 2);
   const params = new URLSearchParams(query);
   const event = /^\/event\/([^/]+)$/.exec(path);
-  view.dataset.view = event ? "event" : path.replace(/\W/g, "") || "search";
+  const dashboard = /^\/operator\/event\/([^/]+)$/.exec(path);
+  view.dataset.view = event ? "event" : dashboard ? "dashboard" : path.replace(/\W/g, "") || "search";
   let done: Cleanup;
   if (event) done = await renderEvent(view, decodeURIComponent(event[1]));
+  else if (dashboard) done = await renderDashboard(view, decodeURIComponent(dashboard[1]));
   else if (path === "/checkout") done = await renderCheckout(view);
   else if (path === "/bookings") done = await renderBookings(view);
   else done = await renderSearch(view, params);

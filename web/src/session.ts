@@ -5,23 +5,25 @@
 export interface Session {
   token: string;
   user: string;
+  // The token's role claim ("operator" may open the live sale dashboard); "user" when absent.
+  role: string;
   expires: Date;
 }
 
 const KEY = "ticketing.session.token";
 const listeners = new Set<() => void>();
 
-function claims(token: string): { sub?: string; exp?: number } {
+function claims(token: string): { sub?: string; exp?: number; role?: string } {
   const part = token.split(".")[1];
   if (!part) throw new Error("that is not a JWT (three dot-separated parts)");
   const json = atob(part.replace(/-/g, "+").replace(/_/g, "/"));
-  return JSON.parse(json) as { sub?: string; exp?: number };
+  return JSON.parse(json) as { sub?: string; exp?: number; role?: string };
 }
 
 function parse(token: string): Session {
-  const { sub, exp } = claims(token.trim());
+  const { sub, exp, role } = claims(token.trim());
   if (!sub || !exp) throw new Error("the token has no subject or expiry");
-  return { token: token.trim(), user: sub, expires: new Date(exp * 1000) };
+  return { token: token.trim(), user: sub, role: role ?? "user", expires: new Date(exp * 1000) };
 }
 
 export function current(): Session | null {

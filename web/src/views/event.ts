@@ -51,7 +51,15 @@ export async function renderEvent(root: HTMLElement, eventId: string): Promise<C
     h(
       "article",
       { class: "event" },
-      h("p", { class: "muted" }, h("a", { href: "#/" }, "← All events")),
+      h(
+        "p",
+        { class: "muted" },
+        h("a", { href: "#/" }, "← All events"),
+        session.current()?.role === "operator" && [
+          " · ",
+          h("a", { href: `#/operator/event/${encodeURIComponent(eventId)}`, "data-testid": "open-dashboard" }, "Live sale dashboard"),
+        ],
+      ),
       h("h1", { "data-testid": "event-name" }, event.name),
       h(
         "p",
