@@ -32,6 +32,7 @@ import zipfile
 from pathlib import Path
 
 from deploy.stack import gateway
+from deploy.stack.envoy_config import GatewayConfigError
 
 
 def envoy_config(
@@ -163,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         text = envoy_config(ns.jwks_url, ns.jwt_issuer, ns.jwt_audience, ns.cors_origin)
-    except (ValueError, gateway.GatewayConfigError) as exc:
+    except (ValueError, GatewayConfigError) as exc:
         print(f"envoy-config: {exc}", file=sys.stderr)
         return 2
     if ns.output:

@@ -333,7 +333,10 @@ class AutoClient:
 
     def __init__(self, url: str, *, request_timeout: float, connections: int) -> None:
         self._url = url
-        self._options = {"request_timeout": request_timeout, "connections": connections}
+        self._options: dict[str, Any] = {
+            "request_timeout": request_timeout,
+            "connections": connections,
+        }
         self._client: EngineClient | None = None
         self._lock = threading.Lock()
 
