@@ -17,6 +17,13 @@ from queue_svc.domain import Policy
 from ticketing_common.errors import NotFound, Reason, Unavailable
 
 CATALOG_SERVICE = catalog_pb2.DESCRIPTOR.services_by_name["CatalogService"].full_name
+# gRPC backs off reconnecting up to 120 s by default: a catalog back after a long outage would
+# stay unreachable for minutes. Two seconds at most between tries.
+_CHANNEL_OPTIONS = (
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.min_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 2000),
+)
 
 
 def policy_of(event: catalog_pb2.Event) -> Policy:
@@ -39,7 +46,7 @@ class CatalogPolicies:
     def __init__(self, address: str, *, timeout_seconds: float = 2.0) -> None:
         self.address = address
         self._timeout = timeout_seconds
-        self._channel = grpc.aio.insecure_channel(address)
+        self._channel = grpc.aio.insecure_channel(address, options=_CHANNEL_OPTIONS)
         self._stub = catalog_pb2_grpc.CatalogServiceStub(self._channel)
 
     async def get(self, event_id: str) -> Policy:
