@@ -32,6 +32,7 @@ import zipfile
 from pathlib import Path
 
 from deploy.stack import gateway
+from deploy.stack.envoy_config import GatewayConfigError
 
 
 def envoy_config(
@@ -187,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
             prometheus_url=ns.prometheus_url,
             otlp_endpoint=ns.otlp_endpoint,
         )
-    except (ValueError, gateway.GatewayConfigError) as exc:
+    except (ValueError, GatewayConfigError) as exc:
         print(f"envoy-config: {exc}", file=sys.stderr)
         return 2
     if ns.output:

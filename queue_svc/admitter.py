@@ -22,9 +22,8 @@ import uuid
 from prometheus_client import Counter, Gauge
 
 from queue_svc import domain
-from queue_svc.adapters.postgres import EventPolicies
-from queue_svc.adapters.redis_store import LEASE_KEY, LeaseLost, QueueStore
 from queue_svc.domain import Policy
+from queue_svc.ports import LEASE_KEY, AdmissionStore, LeaseLost, Policies
 from queue_svc.service import expire_at_ms
 from ticketing_common.cancellation import checkpoint
 from ticketing_common.errors import DomainError, NotFound
@@ -58,8 +57,8 @@ DROPPED = Counter(
 class Admitter:
     def __init__(
         self,
-        store: QueueStore,
-        policies: EventPolicies,
+        store: AdmissionStore,
+        policies: Policies,
         *,
         interval_seconds: float = 0.1,
         lease_seconds: float = 3.0,

@@ -170,19 +170,46 @@ def prequeue_slot(count: int, draw: int) -> int:
 
 
 class PreQueue:
-    """The shuffle as an in-memory model: what the Redis adapter does to its slot map."""
+    """The pre-queue as an in-memory model of what the Redis adapter does to its slot map
+    (``lua/join.lua``, ``lua/leave.lua``): joins shuffle, a leaver's slot stays in the map
+    marked gone (and is moved, gone, like any other when a later joiner draws it), a buyer
+    already in line keeps the slot, and one who left joins again at a new slot.
+    ``tests/integration/test_queue_store.py`` checks it against the scripts over many seeded
+    random runs."""
 
     def __init__(self) -> None:
-        self.slots: list[str] = []
+        self.slots: list[str] = []  # slot -> the buyer last put there
+        self.gone: list[bool] = []  # slot -> its buyer left
+        self.at: dict[str, int] = {}  # buyer in line -> slot
 
     def join(self, user: str, draw: int) -> int:
+        if user in self.at:
+            return self.at[user]
         i = len(self.slots)
         j = prequeue_slot(i, draw)
         self.slots.append(user)
+        self.gone.append(False)
         if j != i:
-            self.slots[i] = self.slots[j]
-            self.slots[j] = user
+            mover = self.slots[j]
+            self.slots[i], self.gone[i] = mover, self.gone[j]
+            if self.at.get(mover) == j:
+                self.at[mover] = i
+            self.slots[j], self.gone[j] = user, False
+        self.at[user] = j
         return j
+
+    def leave(self, user: str) -> None:
+        slot = self.at.pop(user, None)
+        if slot is not None:
+            self.gone[slot] = True
+
+    @property
+    def waiting(self) -> int:
+        return len(self.at)
+
+    def line(self) -> list[str]:
+        """The buyers in line, in slot order: the order the sale will admit them in."""
+        return [user for slot, user in enumerate(self.slots) if not self.gone[slot]]
 
 
 # --- Pacing -----------------------------------------------------------------------------------

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from ticketing.queue.v1 import queue_pb2
 
-from queue_svc.adapters.postgres import EventPolicies
+from queue_svc.adapters.catalog import CatalogPolicies
 from queue_svc.adapters.redis_store import QueueStore
 from queue_svc.admitter import Admitter
+from queue_svc.policy_cache import PolicyCache
 from queue_svc.service import Admissions, QueueService
 from queue_svc.servicer import QueueServiceServicer
-from queue_svc.settings import QueueSettings
+from queue_svc.settings import CATALOG_SERVICE, QueueSettings
 from queue_svc.watch import WatchHub
-from ticketing_common.db import open_pool
 from ticketing_common.redis_client import open_redis
 from ticketing_common.server import ServiceBinding, ServiceServer, build_server, generic_handler
 
@@ -20,7 +20,6 @@ SERVICE_NAME = SERVICE.full_name
 
 
 async def create_server(settings: QueueSettings) -> ServiceServer:
-    pool = await open_pool(settings.database_url, max_size=settings.db_pool_size, name="queue")
     client = open_redis(
         settings.redis_url,
         sentinels=settings.redis_sentinels,
@@ -31,7 +30,14 @@ async def create_server(settings: QueueSettings) -> ServiceServer:
         grace_seconds=settings.queue_grace_seconds,
         user_buckets=settings.queue_user_buckets,
     )
-    policies = EventPolicies(pool, ttl_seconds=settings.queue_policy_cache_seconds)
+    catalog = CatalogPolicies(
+        settings.peers[CATALOG_SERVICE], timeout_seconds=settings.queue_catalog_timeout_seconds
+    )
+    policies = PolicyCache(
+        catalog,
+        ttl_seconds=settings.queue_policy_cache_seconds,
+        stale_seconds=settings.queue_policy_stale_seconds,
+    )
     service = QueueService(store, policies, Admissions(settings.admission_key))
     hub = WatchHub(service, interval_seconds=settings.queue_watch_interval_seconds)
     admitter = Admitter(store, policies, interval_seconds=settings.queue_admit_interval_seconds)
@@ -43,6 +49,6 @@ async def create_server(settings: QueueSettings) -> ServiceServer:
     async def close() -> None:
         await store.aclose()
         await client.aclose()
-        await pool.close()
+        await catalog.aclose()
 
     return build_server(settings, [binding], cleanups=[close], background=[admitter.run])

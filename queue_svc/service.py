@@ -14,9 +14,8 @@ import secrets
 from collections.abc import Callable
 
 from queue_svc import domain
-from queue_svc.adapters.postgres import EventPolicies
-from queue_svc.adapters.redis_store import QueueStore
 from queue_svc.domain import Entry, EntryState, Policy, Snapshot, Stats
+from queue_svc.ports import Policies, Store
 from ticketing_common import admission
 
 # A queue's keys outlive its event by this much, then Redis forgets them.
@@ -52,8 +51,8 @@ class Admissions:
 class QueueService:
     def __init__(
         self,
-        store: QueueStore,
-        policies: EventPolicies,
+        store: Store,
+        policies: Policies,
         admissions: Admissions,
         *,
         draw: Callable[[], int] = secure_draw,

@@ -259,7 +259,9 @@ class PgReplicationStream:
                 slot_name=self._slot,
                 decode=False,
                 start_lsn=start_lsn,
-                status_interval=self._status_interval,
+                # psycopg2 takes seconds as a float (the C code parses a double); its stubs
+                # say int.
+                status_interval=self._status_interval,  # type: ignore[arg-type]
                 options={"proto_version": "1", "publication_names": self._publication},
             )
         except psycopg2.errors.ObjectInUse as exc:
@@ -291,13 +293,16 @@ class PgReplicationStream:
 
     def confirm(self, lsn: int) -> None:
         try:
-            self._cur.send_feedback(write_lsn=lsn, flush_lsn=lsn, apply_lsn=lsn, force=True)
+            # The stubs leave send_feedback unannotated.
+            self._cur.send_feedback(  # type: ignore[no-untyped-call]
+                write_lsn=lsn, flush_lsn=lsn, apply_lsn=lsn, force=True
+            )
         except psycopg2.Error as exc:
             raise SourceUnavailable(f"replication connection lost: {exc}") from exc
 
     def keepalive(self, reply: bool = False) -> None:
         try:
-            self._cur.send_feedback(reply=reply, force=True)
+            self._cur.send_feedback(reply=reply, force=True)  # type: ignore[no-untyped-call]
         except psycopg2.Error as exc:
             raise SourceUnavailable(f"replication connection lost: {exc}") from exc
 

@@ -24,6 +24,14 @@ from .state import StackConfig, StateDir, admission_key, stripe_secrets
 MESH = {service.grpc_name: service.component for service in mesh.SERVICES}
 # stack component -> Python package started with `python -m`.
 PACKAGES = {service.component: service.package for service in mesh.SERVICES} | mesh.WORKERS
+# stack component -> the Postgres role it connects as (deploy/migrations/0008_service_roles.sql
+# makes them and grants each what it reads and writes). Search reads only the engine and the
+# queue asks the catalog, so neither gets a database at all.
+DATABASE_ROLES = {
+    "catalog": "ticketing_catalog",
+    "booking": "ticketing_booking",
+    "cdc-worker": "ticketing_cdc",
+}
 
 
 @dataclass
@@ -83,17 +91,27 @@ def fresh_metrics_dir(state: StateDir, name: str) -> Callable[[], None]:
     return prepare
 
 
+def component_of(name: str) -> str:
+    """The service an instance runs: ``catalog-2`` -> ``catalog``."""
+    base, _, number = name.rpartition("-")
+    return base if base in PACKAGES and number.isdigit() else name
+
+
 def service_env(config: StackConfig, state: StateDir, name: str) -> dict[str, str]:
-    """The environment of one service (CONTRIBUTING.md lists the variables)."""
+    """The environment of one service (CONTRIBUTING.md lists the variables). Only a service
+    with a database role gets ``TICKETING_DATABASE_URL``, naming that role."""
     ports = config.ports
     secrets = stripe_secrets(state)
     peers = ",".join(f"{service}={HOST}:{ports.of(comp)}" for service, comp in MESH.items())
-    return dict(os.environ) | {
+    env = {k: v for k, v in os.environ.items() if k != "TICKETING_DATABASE_URL"}
+    role = DATABASE_ROLES.get(component_of(name))
+    if role is not None:
+        env["TICKETING_DATABASE_URL"] = config.database_url_as(role)
+    return env | {
         "TICKETING_LISTEN": f"{HOST}:{ports.of(name)}",
         "TICKETING_METRICS_LISTEN": f"{HOST}:{ports.of(name + '-metrics')}",
         # The processes of one service sum their figures here (ticketing_common.metrics).
         "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir(state, name)),
-        "TICKETING_DATABASE_URL": config.database_url,
         "TICKETING_REDIS_URL": config.redis_url,
         "TICKETING_SEARCH_URL": config.search_url,
         "TICKETING_SEARCH_ENGINE": config.search_engine,

@@ -115,7 +115,13 @@ class StackConfig:
 
     @property
     def database_url(self) -> str:
-        return f"postgresql://postgres@{HOST}:{self.ports.of('postgres')}/ticketing"
+        """The admin's URL: migrations, the seed, the CLI and tests; never a service."""
+        return self.database_url_as("postgres")
+
+    def database_url_as(self, role: str) -> str:
+        """The URL of the stack's database for one role. No password: the local cluster trusts
+        loopback (CONTRIBUTING.md, "Who owns which table", says why)."""
+        return f"postgresql://{role}@{HOST}:{self.ports.of('postgres')}/ticketing"
 
     @property
     def redis_url(self) -> str:

@@ -37,7 +37,6 @@ cluster the hash tag keeps them on the node of the declared keys.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import zlib
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -57,11 +56,20 @@ from queue_svc.domain import (
     Snapshot,
     Standing,
 )
+from queue_svc.ports import (
+    LEASE_KEY,
+    Admitted,
+    Counts,
+    LeaseLost,
+    LineView,
+    PaceView,
+    SweepView,
+    Vitals,
+)
 from ticketing_common.errors import Unavailable
 
 BLOCK = 256
 EVENTS_KEY = "queue:events"
-LEASE_KEY = "queue:admitter"
 # The admitter looks at no more slots than this per call (a long run of gone slots is
 # crossed over several ticks instead of blocking Redis).
 MAX_SCAN = 5000
@@ -122,59 +130,6 @@ _SCRIPTS = {
 # The admitter's lease: standalone scripts on one key, without the prelude.
 _LEASE = _lua("lease")
 _RELEASE = _lua("release")
-
-
-class LeaseLost(Exception):
-    """The admitter's lease passed to another process; its write was refused."""
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Vitals:
-    now_ms: int
-    waiting: int
-    active: int
-    controls: Controls
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class LineView:
-    """What watchers of one event need from one read."""
-
-    vitals: Vitals
-    sealed: bool
-    head: int
-    n: int
-    gone: bytes  # the gone-bitmap from byte head // 8
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class PaceView:
-    vitals: Vitals
-    bucket: Bucket | None
-    sealed: bool
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Admitted:
-    admitted: int
-    dropped: int
-    head: int
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class SweepView:
-    now_ms: int
-    head: int
-    n: int
-    gone: bytes
-    alive: tuple[bytes, ...]
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Counts:
-    vitals: Vitals
-    admitted_total: int
-    admitted_last_minute: int
 
 
 def _text(value: Any) -> str:

@@ -54,7 +54,7 @@ SECRETS_OF = {
     "catalog": {"TICKETING_DATABASE_URL"},
     "search": set(),
     "booking": SECRET_VARIABLES,
-    "queue": {"TICKETING_DATABASE_URL", "TICKETING_ADMISSION_KEY"},
+    "queue": {"TICKETING_ADMISSION_KEY"},
     "cdc-worker": {"TICKETING_DATABASE_URL"},
 }
 GRPC_SERVICES = ("catalog", "search", "booking", "queue")
@@ -298,6 +298,23 @@ def test_migrations_run_before_a_release_starts(
     assert "secretKeyRef" in env_of(container)["TICKETING_DATABASE_URL"]["valueFrom"]
     # A hook runs before the release's ConfigMap exists.
     assert "envFrom" not in container
+
+
+def test_each_service_reads_its_own_roles_database_secret(
+    rendered: tuple[str, list[dict[str, Any]]],
+) -> None:
+    """One Secret per database role (deploy/migrations/0008_service_roles.sql); the migrations
+    Job alone gets the owner's, and no two workloads share one."""
+    value_set, docs = rendered
+    secret_of = {
+        name: env_of(container)["TICKETING_DATABASE_URL"]["valueFrom"]["secretKeyRef"]["name"]
+        for name, workload in workloads(docs).items()
+        for container in pod_spec(workload)["containers"]
+        if "TICKETING_DATABASE_URL" in env_of(container)
+    }
+    print(f"{value_set}: database Secrets {secret_of}")
+    assert set(secret_of) == {*components.DATABASE_ROLES, "migrations"}
+    assert len(set(secret_of.values())) == len(secret_of)
 
 
 def test_only_the_release_reaches_a_service_port(

@@ -15,12 +15,12 @@ import redis.asyncio as aioredis
 from ticketing.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 
 from queue_svc import domain
-from queue_svc.adapters.postgres import EventPolicies
+from queue_svc.adapters.catalog import CatalogPolicies
 from queue_svc.adapters.redis_store import LEASE_KEY, QueueStore
 from queue_svc.admitter import Admitter
 from queue_svc.domain import DRAW_SPAN, PreQueue, Standing
+from queue_svc.policy_cache import PolicyCache
 from tests.helpers import make_event, make_venue, ts
-from ticketing_common.db import open_pool
 from ticketing_common.redis_client import open_redis
 
 pytestmark = pytest.mark.integration
@@ -40,6 +40,11 @@ async def client(stack):
     client = own_redis(stack)
     yield client
     await client.aclose()
+
+
+def catalog_address(stack) -> str:
+    """The catalog itself, as the queue's TICKETING_PEERS names it (not the gateway)."""
+    return f"127.0.0.1:{stack.ports['catalog']}"
 
 
 def new_event() -> str:
@@ -69,6 +74,55 @@ async def test_the_lua_shuffle_is_the_domain_shuffle(client):
     assert all(s.standing is Standing.PRE_QUEUE for s in stored.values())
     order = sorted(users, key=lambda u: stored[u].slot)
     assert order == model.slots
+
+
+def random_draw(rng: random.Random) -> int:
+    """Mostly uniform, sometimes the edges (no move; a move to slot 0)."""
+    roll = rng.random()
+    if roll < 0.1:
+        return DRAW_SPAN - 1
+    if roll < 0.2:
+        return 0
+    return rng.randrange(DRAW_SPAN)
+
+
+async def test_the_model_and_the_scripts_agree_over_many_random_pre_queues(client):
+    """Seeded random runs of joins, leaves, repeated joins and joins again after leaving, all
+    before the opening, applied to the Lua scripts and to ``domain.PreQueue``: after every join
+    both give the same slot, and at the end every buyer's standing and slot, the line's order
+    and its length agree."""
+    store = QueueStore(client, grace_seconds=60)
+    runs, operations = 120, 0
+    for run in range(runs):
+        rng = random.Random(1000 + run)
+        event_id = new_event()
+        people = [f"r{run}-{i}" for i in range(rng.randint(1, 40))]
+        model = PreQueue()
+        for _ in range(rng.randint(1, 90)):
+            user = rng.choice(people)
+            operations += 1
+            if rng.random() < 0.7:
+                draw = random_draw(rng)
+                snap = await store.join(event_id, user, open_ms=FAR, expire_at_ms=FAR, draw=draw)
+                expected = model.join(user, draw)
+                assert (snap.standing, snap.slot) == (Standing.PRE_QUEUE, expected), (run, user)
+            else:
+                await store.leave(event_id, user, open_ms=FAR)
+                model.leave(user)
+        stored = await store.standings(event_id, people, open_ms=FAR)
+        for user in people:
+            if user in model.at:
+                assert (stored[user].standing, stored[user].slot) == (
+                    Standing.PRE_QUEUE,
+                    model.at[user],
+                ), (run, user)
+            else:
+                assert stored[user].standing in (Standing.LEFT, Standing.NONE), (run, user)
+        in_line = sorted(model.at, key=lambda u: stored[u].slot)
+        assert in_line == model.line(), run
+        line = await store.line(event_id, open_ms=FAR, upto_slot=len(model.slots))
+        assert line.vitals.waiting == model.waiting, run
+    print(f"{runs} random pre-queues, {operations} operations: the model and the scripts agree")
 
 
 async def test_positions_agree_between_polls_and_the_watchers_bitmap(client):
@@ -171,14 +225,14 @@ async def run_admitters(stack, event_id: str, lease_keys: list[str]) -> dict[str
     """Three admitters, each with its own Redis client and policy cache, for RUN_SECONDS;
     returns each admitted buyer's admission time (ms)."""
     clients = [own_redis(stack) for _ in lease_keys]
-    pool = await open_pool(stack.database_url, max_size=3, name="queue-test")
+    catalog = CatalogPolicies(catalog_address(stack))
     store = QueueStore(clients[0], grace_seconds=60)
     users = [f"buyer-{i:04d}" for i in range(int(RATE / 60 * RUN_SECONDS * 2))]
     await join_all(store, event_id, users, open_ms=0)
     admitters = [
         Admitter(
             QueueStore(c, grace_seconds=60),
-            EventPolicies(pool),
+            PolicyCache(catalog),
             interval_seconds=0.05,
             owner=f"test-{i}",
             lease_key=key,
@@ -195,7 +249,7 @@ async def run_admitters(stack, event_id: str, lease_keys: list[str]) -> dict[str
     await clients[0].delete(*set(lease_keys))
     for client in clients:
         await client.aclose()
-    await pool.close()
+    await catalog.aclose()
     admitted = {
         u: s.admission_expire_ms - 600_000 for u, s in found.items() if s.admission_expire_ms
     }
@@ -235,13 +289,13 @@ async def test_an_admitter_stops_every_time_it_is_cancelled(stack, open_event):
     event_id = open_event(RATE)
     key = f"queue:test-lease:{uuid.uuid4().hex}"
     client = own_redis(stack)
-    pool = await open_pool(stack.database_url, max_size=2, name="queue-test")
+    catalog = CatalogPolicies(catalog_address(stack))
     rng = random.Random(7)
     stopped, slowest = 0, 0.0
     try:
         store = QueueStore(client, grace_seconds=60)
         await join_all(store, event_id, [f"cancel-{i}" for i in range(500)], open_ms=0)
-        policies = EventPolicies(pool)
+        policies = PolicyCache(catalog)
         for trial in range(40):
             admitter = Admitter(
                 store, policies, interval_seconds=0, owner=f"cancel-{trial}", lease_key=key
@@ -263,7 +317,7 @@ async def test_an_admitter_stops_every_time_it_is_cancelled(stack, open_event):
     finally:
         await client.delete(key)
         await client.aclose()
-        await pool.close()
+        await catalog.aclose()
 
 
 async def test_a_stopped_admitter_hands_its_lease_over(stack, open_event):
@@ -272,14 +326,14 @@ async def test_a_stopped_admitter_hands_its_lease_over(stack, open_event):
     event_id = open_event(RATE)
     key = f"queue:test-lease:{uuid.uuid4().hex}"
     clients = [own_redis(stack) for _ in range(2)]
-    pool = await open_pool(stack.database_url, max_size=2, name="queue-test")
+    catalog = CatalogPolicies(catalog_address(stack))
     try:
         store = QueueStore(clients[0], grace_seconds=60)
         await join_all(store, event_id, [f"stop-{i}" for i in range(2000)], open_ms=0)
         first, second = (
             Admitter(
                 QueueStore(c, grace_seconds=60),
-                EventPolicies(pool),
+                PolicyCache(catalog),
                 interval_seconds=0.05,
                 owner=f"stop-{i}",
                 lease_key=key,
@@ -300,7 +354,7 @@ async def test_a_stopped_admitter_hands_its_lease_over(stack, open_event):
         await clients[0].delete(key)
         for client in clients:
             await client.aclose()
-        await pool.close()
+        await catalog.aclose()
 
 
 async def test_an_admitter_whose_redis_stops_answering_still_stops(stack):
@@ -311,9 +365,9 @@ async def test_an_admitter_whose_redis_stops_answering_still_stops(stack):
     silent = await asyncio.start_server(lambda r, w: held.append(w), "127.0.0.1", 0)
     port = silent.sockets[0].getsockname()[1]
     client = open_redis(f"redis://127.0.0.1:{port}/0", timeout_seconds=0.5)
-    pool = await open_pool(stack.database_url, min_size=1, max_size=1, name="queue-test")
+    catalog = CatalogPolicies(catalog_address(stack))
     try:
-        admitter = Admitter(QueueStore(client, grace_seconds=60), EventPolicies(pool))
+        admitter = Admitter(QueueStore(client, grace_seconds=60), PolicyCache(catalog))
         admitter.leading = True  # it led when the node froze: it will try to hand over
         running = asyncio.create_task(admitter.run())
         await asyncio.sleep(0.2)  # inside a call Redis will never answer
@@ -327,4 +381,4 @@ async def test_an_admitter_whose_redis_stops_answering_still_stops(stack):
             writer.close()
         silent.close()
         await client.aclose()
-        await pool.close()
+        await catalog.aclose()

@@ -203,17 +203,19 @@ def test_a_sentinel_address_that_does_not_parse_stops_the_service_by_name():
 
 
 def test_the_queue_service_answers_unavailable_through_a_failover_and_follows_it(stack, catalog):
-    """The service itself (``python -m queue_svc`` on the stack's Postgres and the Sentinel
+    """The service itself (``python -m queue_svc`` asking the stack's catalog, on the Sentinel
     group): calls during the failover answer UNAVAILABLE, never UNKNOWN or INTERNAL, and the
     same process serves the line from the promoted replica, nobody's place lost."""
     operator = (("authorization", f"Bearer {stack.token('ops-sentinel', role='operator')}"),)
     serving = health_pb2.HealthCheckResponse.SERVING
     event_id = queue_event(catalog, operator, open_in=-60, rate=1, cap=1)
+    catalog_peer = f"ticketing.catalog.v1.CatalogService=127.0.0.1:{stack.ports['catalog']}"
     with sentinel_group() as group:
         listen = f"127.0.0.1:{free_port()}"
         env = os.environ | {
             "TICKETING_LISTEN": listen,
-            "TICKETING_DATABASE_URL": stack.database_url,
+            # The queue asks the catalog for the event's policy (no database of its own).
+            "TICKETING_PEERS": catalog_peer,
             "TICKETING_REDIS_URL": "redis://127.0.0.1/0",
             "TICKETING_REDIS_SENTINELS": ",".join(group.sentinel_addresses),
             "TICKETING_REDIS_MASTER_NAME": group.master_name,

@@ -10,8 +10,8 @@ import datetime as dt
 import pytest
 
 from queue_svc import domain
-from queue_svc.adapters.redis_store import LineView, Vitals
 from queue_svc.domain import Controls, EntryState, Policy, Snapshot, Standing
+from queue_svc.ports import LineView, Vitals
 from queue_svc.service import Admissions, QueueService
 from queue_svc.watch import WatchHub
 from ticketing_common import admission

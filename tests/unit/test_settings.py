@@ -64,10 +64,17 @@ def test_rejects_malformed_peer_list():
 
 
 _QUEUE_REQUIRED = {
-    "TICKETING_DATABASE_URL": "postgresql://db",
     "TICKETING_REDIS_URL": "redis://r",
     "TICKETING_ADMISSION_KEY": "k",
+    "TICKETING_PEERS": "ticketing.catalog.v1.CatalogService=127.0.0.1:1",
 }
+
+
+def test_the_queue_needs_the_catalog_as_a_peer_and_no_database():
+    without = {k: v for k, v in _QUEUE_REQUIRED.items() if k != "TICKETING_PEERS"}
+    with pytest.raises(SettingsError, match="TICKETING_PEERS must name"):
+        load(QueueSettings, without)
+    assert not hasattr(load(QueueSettings, _QUEUE_REQUIRED), "database_url")
 
 
 def test_the_queue_checks_the_shared_settings_too():

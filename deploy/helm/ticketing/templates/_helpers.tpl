@@ -43,13 +43,23 @@ Only references (secretKeyRef) are rendered, never a value.
 */}}
 {{- define "ticketing.secretEnv" -}}
 {{- $root := .root -}}
+{{- $dbRole := .dbRole | default "" -}}
 {{- range .secrets }}
 {{- if eq . "database" }}
+{{- if $dbRole }}
+{{- $db := get ($root.Values.database.roles | default dict) $dbRole | default dict }}
+- name: TICKETING_DATABASE_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ required (printf "database.roles.%s.secretName is required" $dbRole) $db.secretName }}
+      key: {{ required (printf "database.roles.%s.secretKey is required" $dbRole) $db.secretKey }}
+{{- else }}
 - name: TICKETING_DATABASE_URL
   valueFrom:
     secretKeyRef:
       name: {{ required "database.secretName is required" $root.Values.database.secretName }}
       key: {{ required "database.secretKey is required" $root.Values.database.secretKey }}
+{{- end }}
 {{- else }}
 {{- $envName := get (dict "admissionKey" "TICKETING_ADMISSION_KEY" "stripeApiKey" "TICKETING_STRIPE_API_KEY" "stripeWebhookSecret" "TICKETING_STRIPE_WEBHOOK_SECRET") . }}
 - name: {{ $envName }}
@@ -140,7 +150,7 @@ spec:
         # The processes of one pod (TICKETING_WORKERS) sum their figures here.
         - name: PROMETHEUS_MULTIPROC_DIR
           value: /var/run/ticketing/metrics
-        {{- include "ticketing.secretEnv" (dict "root" $root "secrets" .secrets) | nindent 8 }}
+        {{- include "ticketing.secretEnv" (dict "root" $root "secrets" .secrets "dbRole" $key) | nindent 8 }}
         {{- range $name, $value := $v.env }}
         - name: {{ $name }}
           value: {{ $value | toString | quote }}
