@@ -38,7 +38,7 @@ async def skeleton():
     """A server with a servicer that implements nothing yet, as every skeleton starts."""
     servicer = queue_pb2_grpc.QueueServiceServicer()
     server = build_server(
-        BaseSettings(),
+        BaseSettings(plaintext=True),
         [
             ServiceBinding(
                 "ticketing.queue.v1.QueueService",
@@ -88,10 +88,11 @@ async def test_reflection_lists_the_mesh_and_describes_with_comments(skeleton):
 
 async def test_health_answers_for_a_peer_and_reports_a_dead_peer_not_serving(skeleton):
     settings = BaseSettings(
+        plaintext=True,
         peers={
             "ticketing.queue.v1.QueueService": f"127.0.0.1:{skeleton.port}",
             "ticketing.booking.v1.BookingService": "127.0.0.1:1",
-        }
+        },
     )
     front = build_server(settings, [])
     await front.start()
@@ -125,7 +126,7 @@ class _FailingCatalog(catalog_pb2_grpc.CatalogServiceServicer):
 async def test_domain_errors_become_status_with_error_info_and_bugs_become_internal():
     servicer = _FailingCatalog()
     server = build_server(
-        BaseSettings(),
+        BaseSettings(plaintext=True),
         [
             ServiceBinding(
                 "ticketing.catalog.v1.CatalogService",
@@ -225,7 +226,7 @@ async def test_stopping_ends_a_background_job_that_swallowed_its_cancellation():
                     raise
                 swallowed.append(True)
 
-    server = build_server(BaseSettings(), [], background=[job])
+    server = build_server(BaseSettings(plaintext=True), [], background=[job])
     await server.start()
     await asyncio.sleep(0.05)
     await asyncio.wait_for(server.stop(0), timeout=10)
