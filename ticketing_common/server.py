@@ -307,6 +307,14 @@ def run(
     except SettingsError as exc:
         print(f"{component}: configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+    missing = settings.tls.missing() if settings.tls is not None else []
+    if missing:
+        print(
+            f"{component}: configuration error: mutual TLS: cannot read "
+            + ", ".join(str(path) for path in missing),
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
     logs.configure(component, settings.log_level)
     tracing.configure(component)
     siblings = _start_siblings(settings.workers)

@@ -187,7 +187,11 @@ def test_sigterm_turns_not_serving_then_exits_cleanly():
     proc = subprocess.Popen(
         # The search service starts without its engine (searches answer UNAVAILABLE meanwhile).
         [sys.executable, "-m", "search_svc"],
-        env=_env(TICKETING_LISTEN=f"127.0.0.1:{port}", TICKETING_SEARCH_URL="http://127.0.0.1:1"),
+        env=_env(
+            TICKETING_LISTEN=f"127.0.0.1:{port}",
+            TICKETING_SEARCH_URL="http://127.0.0.1:1",
+            TICKETING_PLAINTEXT="true",  # a process of the test's own on the loopback
+        ),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
