@@ -75,3 +75,13 @@ def peer_identities(context: Any) -> list[str]:
     getter = getattr(context, "peer_identities", None)
     found = getter() if getter is not None else None
     return [n.decode() if isinstance(n, bytes) else str(n) for n in found or ()]
+
+
+def internal_channel(
+    address: str, files: TlsFiles | None, options: list[tuple[str, Any]] | None = None
+) -> grpc.aio.Channel:
+    """A channel from one service of the mesh to another (``settings.tls`` of the caller: its
+    own certificate; None in plaintext). Every internal client opens its channels here."""
+    if files is None:
+        return grpc.aio.insecure_channel(address, options=options)
+    return grpc.aio.secure_channel(address, channel_credentials(files), options=options)
