@@ -279,7 +279,7 @@ async def test_queue_watchers_on_a_killed_instance_reconnect_and_keep_their_plac
             first = await asyncio.wait_for(call.read(), 30)
             assert (first.state, first.position) == before[user], user
             try:
-                async for entry in call:
+                while (entry := await call.read()) is not grpc.aio.EOF:
                     assert entry.position == before[user][1], (user, entry)
             except grpc.aio.AioRpcError as err:
                 broken[user] = err.code().name
