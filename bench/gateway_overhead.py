@@ -9,7 +9,10 @@ with h2load (Debian package `nghttp2-client`; installed on first use when runnin
 call at a time (the latency the gateway adds) and then loaded (what it does to throughput), the
 same connections and concurrent streams for each path:
 
-- direct: h2c straight to the catalog service's port;
+- direct: h2c straight to a catalog service process of the benchmark's own, started with the
+  stack's environment on a spare port in plaintext (``TICKETING_PLAINTEXT=true``): h2load
+  cannot present a client certificate, and the stack's services require one (mutual TLS), so
+  the gateway rows include the TLS hop from Envoy to the service and the direct row does not;
 - gateway, anonymous: through the gateway listener, every filter running (identity headers
   stripped, CORS, gRPC-Web, JWT (optional here, none sent), rate limits per address, the HTTP
   cache's lookup, the transcoder's pass-through, routing, health-checked upstream);
@@ -34,6 +37,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.request
 from dataclasses import replace
 from pathlib import Path
@@ -43,8 +47,10 @@ from common import free_layout
 from ticketing.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 
 from deploy.stack import gateway
+from deploy.stack.components import service_env
 from deploy.stack.keys import mint_token
-from deploy.stack.state import StateDir
+from deploy.stack.ports import SPAN, Ports
+from deploy.stack.state import StackConfig, StateDir
 
 ROOT = Path(__file__).resolve().parent.parent
 TICKETING = Path(sys.executable).parent / "ticketing"
@@ -123,6 +129,37 @@ def check_call(target: str, token: str | None) -> None:
     assert event.id == EVENT_ID
 
 
+def plaintext_catalog(state: StateDir, ports: Ports, listen: str) -> subprocess.Popen[bytes]:
+    """A catalog_svc of the benchmark's own on ``listen``: the stack's environment (the same
+    Postgres, Redis and page cache), without TLS and without metrics of its own."""
+    config = StackConfig(gateway_port=ports.gateway, port_base=ports.base)
+    env = service_env(config, state, "catalog") | {
+        "TICKETING_LISTEN": listen,
+        "TICKETING_PLAINTEXT": "true",
+        "TICKETING_METRICS_LISTEN": "",
+        "PROMETHEUS_MULTIPROC_DIR": str(state.run / "metrics" / "bench-direct"),
+    }
+    (state.run / "metrics" / "bench-direct").mkdir(parents=True, exist_ok=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "catalog_svc"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def wait_for(target: str, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            check_call(target, None)
+            return
+        except grpc.RpcError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=6, help="seconds per measured run")
@@ -149,14 +186,15 @@ def main() -> None:
         body = state_dir / "request.grpc"
         body.write_bytes(struct.pack(">BI", 0, len(payload)) + payload)
         token = mint_token(state, "bench-reader")
-        direct = f"127.0.0.1:{ports.of('catalog')}"
+        direct = f"127.0.0.1:{ports.base + SPAN + 1}"
+        plain = plaintext_catalog(state, ports, direct)
         through = f"127.0.0.1:{ports.gateway}"
         runs = {
             "direct to the catalog": (direct, []),
             "gateway, anonymous": (through, []),
             "gateway, signed in (JWT)": (through, [f"authorization: Bearer {token}"]),
         }
-        check_call(direct, None)
+        wait_for(direct)
         check_call(through, None)
         check_call(through, token)
         before = envoy_stats(ports.of("envoy-admin"))
@@ -171,6 +209,9 @@ def main() -> None:
                 )
         after = envoy_stats(ports.of("envoy-admin"))
     finally:
+        if "plain" in locals():
+            plain.terminate()
+            plain.wait(timeout=30)
         subprocess.run([*base, "down"], check=False, stdout=subprocess.DEVNULL)
         shutil.rmtree(state_dir, ignore_errors=True)
 

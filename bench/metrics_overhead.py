@@ -73,7 +73,7 @@ async def calls_per_second(with_metrics: bool, rounds: int = 3) -> list[float]:
     interceptors._CALLS.clear()
     if not with_metrics:
         interceptors._calls = lambda method, kind: Nothing()  # type: ignore[assignment,return-value]
-    server = build_server(BaseSettings(), [])
+    server = build_server(BaseSettings(plaintext=True), [])
     await server.start()
     rates = []
     try:

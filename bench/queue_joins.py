@@ -11,7 +11,8 @@ JWTs for ``--buyers`` new buyers per run, then measures joins per second three w
 - native gRPC, ``JoinQueue`` from two Python client processes (grpc.aio, ``--connections``
   streams in flight in total);
 - the same clients straight to the queue_svc port, without Envoy (the caller in
-  ``x-ticketing-user``, as the gateway would pass it).
+  ``x-ticketing-user``, as the gateway would pass it, over mutual TLS with the gateway's
+  certificate, the one whose identity headers the service believes).
 
 A run that uses up its buyers says so (a buyer joining again costs less than a new one).
 
@@ -35,6 +36,7 @@ import time
 from pathlib import Path
 
 import grpc
+from common import aio_channel, as_gateway
 from queue_common import (
     BenchStack,
     append_results,
@@ -48,6 +50,7 @@ from ticketing.queue.v1 import queue_pb2, queue_pb2_grpc
 
 from deploy.stack.components import service_env
 from deploy.stack.state import StateDir
+from ticketing_common.tls import TlsFiles
 
 WRK_SCRIPT = """
 local tokens = {}
@@ -94,17 +97,20 @@ def _ms(text: str) -> float:
     return float(value) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
 
 
-def grpc_worker(args: tuple[str, str, list[tuple[str, str]], int, float]) -> tuple[int, int, list]:
+def grpc_worker(
+    args: tuple[str, str, list[tuple[str, str]], int, float, TlsFiles | None],
+) -> tuple[int, int, list]:
     """One client process: ``concurrency`` calls in flight over two connections, each call
-    with the next buyer's credentials (a header name and value), for ``duration`` seconds."""
-    target, event_id, credentials, concurrency, duration = args
+    with the next buyer's credentials (a header name and value), for ``duration`` seconds;
+    ``tls`` the client certificate towards a service's port (None: the gateway, h2c)."""
+    target, event_id, credentials, concurrency, duration, tls = args
 
     async def run() -> tuple[int, int, list[float]]:
         ok, failed, latencies = 0, 0, []
         queue = iter(credentials)
         # A local subchannel pool per channel: two real connections, not one shared.
         options = [("grpc.use_local_subchannel_pool", 1)]
-        channels = [grpc.aio.insecure_channel(target, options=options) for _ in range(2)]
+        channels = [aio_channel(target, tls, options) for _ in range(2)]
         request = queue_pb2.JoinQueueRequest(event_id=event_id)
         deadline = time.monotonic() + duration
 
@@ -131,13 +137,20 @@ def grpc_worker(args: tuple[str, str, list[tuple[str, str]], int, float]) -> tup
     return asyncio.run(run())
 
 
-def grpc_joins(target: str, event_id: str, credentials, connections: int, duration: int):
+def grpc_joins(
+    target: str,
+    event_id: str,
+    credentials,
+    connections: int,
+    duration: int,
+    tls: TlsFiles | None = None,
+):
     workers = 2
     slices = [credentials[i::workers] for i in range(workers)]
     with multiprocessing.get_context("spawn").Pool(workers) as pool:
         results = pool.map(
             grpc_worker,
-            [(target, event_id, s, connections // workers, duration) for s in slices],
+            [(target, event_id, s, connections // workers, duration, tls) for s in slices],
         )
     ok = sum(r[0] for r in results)
     latencies = sorted(x for r in results for x in r[2])
@@ -192,15 +205,17 @@ def measure(stack: BenchStack, args: argparse.Namespace) -> dict[str, object]:
     pids |= {f"queue+{i + 1}": p.pid for i, p in enumerate(extras)}
     url = f"http://{stack.gateway}/queue/{event_id}/join"
     service = f"127.0.0.1:{stack.ports.of('queue')}"
+    # Straight to the queue_svc port as the gateway reaches it: its certificate (mutual TLS).
+    gateway_tls = as_gateway(stack.state)
     results: dict[str, object] = {}
     try:
         warm = [("x-ticketing-user", f"warm-up-{i}") for i in range(5000)]
-        grpc_joins(service, event_id, warm, args.connections, 2)
+        grpc_joins(service, event_id, warm, args.connections, 2, gateway_tls)
         n, seconds = args.connections, args.duration
         runs = (
             ("rest", lambda: wrk(url, script, n, seconds) | {"tokens": per_run}),
             ("grpc", lambda: grpc_joins(stack.gateway, event_id, bearer, n, seconds)),
-            ("direct", lambda: grpc_joins(service, event_id, direct, n, seconds)),
+            ("direct", lambda: grpc_joins(service, event_id, direct, n, seconds, gateway_tls)),
         )
         for name, run in runs:
             before, started = cpu_of(pids), time.monotonic()

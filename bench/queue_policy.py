@@ -23,11 +23,13 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
+from common import as_gateway
 from psycopg_pool import AsyncConnectionPool
 from queue_common import append_results, bench_stack, machine, queue_event
 
 from queue_svc.adapters.catalog import CatalogPolicies
 from queue_svc.policy_cache import PolicyCache
+from ticketing_common.tls import TlsFiles
 
 _OLD_SQL = """
     SELECT queue_enabled, queue_admission_rate_per_minute, queue_max_active,
@@ -62,7 +64,9 @@ async def drive(
     }
 
 
-async def measure(database_url: str, catalog: str, event_id: str, args: argparse.Namespace):
+async def measure(
+    database_url: str, catalog: str, tls: TlsFiles, event_id: str, args: argparse.Namespace
+):
     results: dict[str, dict[str, float]] = {}
     pool = AsyncConnectionPool(database_url, min_size=4, max_size=args.concurrency, open=False)
     await pool.open(wait=True)
@@ -74,7 +78,7 @@ async def measure(database_url: str, catalog: str, event_id: str, args: argparse
 
     results["raw"] = await drive(raw, args.concurrency, args.duration)
     await pool.close()
-    client = CatalogPolicies(catalog, timeout_seconds=5)
+    client = CatalogPolicies(catalog, tls, timeout_seconds=5)
     results["grpc"] = await drive(lambda: client.get(event_id), args.concurrency, args.duration)
     cache = PolicyCache(client)
     results["cached"] = await drive(lambda: cache.get(event_id), args.concurrency, args.duration)
@@ -91,7 +95,9 @@ def main() -> None:
     with bench_stack(start=26000) as stack:
         event_id = queue_event(stack)
         catalog = f"127.0.0.1:{stack.ports.of('catalog')}"
-        results = asyncio.run(measure(stack.config.database_url, catalog, event_id, args))
+        results = asyncio.run(
+            measure(stack.config.database_url, catalog, as_gateway(stack.state), event_id, args)
+        )
     raw = results["raw"]["rps"]
     lines = [
         f"One asyncio client process, {args.concurrency} lookups in flight, {args.duration:g} s "

@@ -28,6 +28,7 @@ import urllib.request
 
 import grpc
 import redis
+from common import aio_channel, as_gateway
 from queue_common import (
     BenchStack,
     append_results,
@@ -40,6 +41,7 @@ from queue_common import (
 from ticketing.queue.v1 import queue_pb2, queue_pb2_grpc
 
 from queue_svc.domain import MAX_SILENCE_SECONDS, NEAR_FRONT, SIGNIFICANT_MOVE
+from ticketing_common.tls import TlsFiles
 
 CLIENT_PROCESSES = 2
 CHANNELS_PER_CLIENT = 20
@@ -47,17 +49,16 @@ RATE = 600
 
 
 def watch_worker(
-    args: tuple[str, str, list[tuple[str, str]], float, float, float],
+    args: tuple[str, str, list[tuple[str, str]], float, float, float, TlsFiles | None],
 ) -> dict[str, object]:
     """One client process: a stream per credential, opened ``spacing`` seconds apart from
-    ``start_at``, all kept open until ``stop_at`` (wall clock)."""
-    target, event_id, credentials, start_at, spacing, stop_at = args
+    ``start_at``, all kept open until ``stop_at`` (wall clock); ``tls`` the client certificate
+    towards the queue_svc port (None: the gateway)."""
+    target, event_id, credentials, start_at, spacing, stop_at, tls = args
 
     async def run() -> dict[str, object]:
         options = [("grpc.use_local_subchannel_pool", 1)]
-        channels = [
-            grpc.aio.insecure_channel(target, options=options) for _ in range(CHANNELS_PER_CLIENT)
-        ]
+        channels = [aio_channel(target, tls, options) for _ in range(CHANNELS_PER_CLIENT)]
         stubs = [queue_pb2_grpc.QueueServiceStub(c) for c in channels]
         request = queue_pb2.WatchQueueRequest(event_id=event_id)
         firsts, updates, admitted = 0, 0, 0
@@ -101,9 +102,11 @@ def watch_worker(
     return asyncio.run(run())
 
 
-async def join_all(target: str, event_id: str, credentials: list[tuple[str, str]]) -> int:
+async def join_all(
+    target: str, event_id: str, credentials: list[tuple[str, str]], tls: TlsFiles | None
+) -> int:
     joined = 0
-    async with grpc.aio.insecure_channel(target) as channel:
+    async with aio_channel(target, tls) as channel:
         stub = queue_pb2_grpc.QueueServiceStub(channel)
         request = queue_pb2.JoinQueueRequest(event_id=event_id)
         pending = iter(credentials)
@@ -138,14 +141,16 @@ def envoy_stats(stack: BenchStack) -> str:
 def measure(stack: BenchStack, args: argparse.Namespace) -> dict[str, object]:
     event_id = queue_event(stack, rate=RATE)
     users = [f"watcher-{i:06d}" for i in range(args.watchers)]
+    tls: TlsFiles | None = None
     if args.direct:
-        target = f"127.0.0.1:{stack.ports.of('queue')}"
+        # As the gateway reaches the port: its certificate, so the identity header counts.
+        target, tls = f"127.0.0.1:{stack.ports.of('queue')}", as_gateway(stack.state)
         credentials = [("x-ticketing-user", u) for u in users]
     else:
         target = stack.gateway
         credentials = [("authorization", f"Bearer {t}") for t in stack.tokens(users)]
     started = time.monotonic()
-    joined = asyncio.run(join_all(target, event_id, credentials))
+    joined = asyncio.run(join_all(target, event_id, credentials, tls))
     join_seconds = time.monotonic() - started
 
     pids = {name: stack.pid(name) for name in ("queue", "envoy", "redis")}
@@ -159,7 +164,7 @@ def measure(stack: BenchStack, args: argparse.Namespace) -> dict[str, object]:
         pending = pool.map_async(
             watch_worker,
             [
-                (target, event_id, s, start_at, CLIENT_PROCESSES / args.open_rate, stop_at)
+                (target, event_id, s, start_at, CLIENT_PROCESSES / args.open_rate, stop_at, tls)
                 for s in slices
             ],
         )

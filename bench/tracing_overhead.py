@@ -53,7 +53,7 @@ handler = grpc.method_handlers_generic_handler(
 async def main():
     on = tracing.configure("bench")
     binding = ServiceBinding("bench.v1.Bench", lambda s: s.add_generic_rpc_handlers([handler]))
-    server = build_server(BaseSettings(), [binding])
+    server = build_server(BaseSettings(plaintext=True), [binding])
     await server.start()
     async with grpc.aio.insecure_channel(f"127.0.0.1:{{server.port}}") as channel:
         call = channel.unary_unary("/bench.v1.Bench/Echo")

@@ -29,7 +29,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from deploy.stack import control, gateway, keys, proc, prometheus
+from deploy.stack import certs, control, gateway, keys, proc, prometheus
 from deploy.stack.components import build
 from deploy.stack.ports import HOST, MAX_REPLICAS, REPLICATED, Ports, instances
 from deploy.stack.postgres import Cluster
@@ -222,7 +222,7 @@ def print_endpoints(state: StateDir, config: StackConfig) -> None:
         for name in instances(service, config.replicas):
             table.add_row(
                 name,
-                f"{HOST}:{ports.of(name)}  (gRPC, plaintext; "
+                f"{HOST}:{ports.of(name)}  (gRPC, mutual TLS; "
                 f"metrics http://{HOST}:{ports.of(name + '-metrics')}/metrics)",
             )
     if prometheus.binary() is not None:
@@ -242,9 +242,18 @@ def print_endpoints(state: StateDir, config: StackConfig) -> None:
         f'  grpcurl -plaintext -H "authorization: Bearer $TOKEN" '
         f'-d \'{{"ticket_id": "{ex.ticket_id}"}}\' {gw} '
         "ticketing.booking.v1.BookingService/ReserveTicket\n"
-        f"  ticketing{state_flag} logs envoy -f",
+        f"  ticketing{state_flag} logs envoy -f\n"
+        "A service's port directly (mutual TLS, the development CA's operator certificate; "
+        "identity headers count only from the gateway):\n"
+        f"  {grpcurl_direct(state, HOST + ':' + str(ports.of('catalog')))} list",
         soft_wrap=True,
     )
+
+
+def grpcurl_direct(state: StateDir, address: str) -> str:
+    """The grpcurl command line that reaches one service's port past the gateway."""
+    files = certs.files_of(state, certs.OPERATOR)
+    return f"grpcurl -cacert {files.ca} -cert {files.cert} -key {files.key} {address}"
 
 
 def _state_flag(state: StateDir) -> str:

@@ -31,7 +31,9 @@ async def create_server(settings: QueueSettings) -> ServiceServer:
         user_buckets=settings.queue_user_buckets,
     )
     catalog = CatalogPolicies(
-        settings.peers[CATALOG_SERVICE], timeout_seconds=settings.queue_catalog_timeout_seconds
+        settings.peers[CATALOG_SERVICE],
+        settings.tls,
+        timeout_seconds=settings.queue_catalog_timeout_seconds,
     )
     policies = PolicyCache(
         catalog,

@@ -18,9 +18,13 @@ PEER_CHECK_TIMEOUT_SECONDS = 1.0
 
 
 class MeshHealthServicer(health.aio.HealthServicer):  # type: ignore[misc]
-    def __init__(self, peers: dict[str, str]) -> None:
+    def __init__(
+        self, peers: dict[str, str], credentials: grpc.ChannelCredentials | None = None
+    ) -> None:
         super().__init__()
         self._peers = dict(peers)
+        # The process's own client certificate (mutual TLS), None in plaintext.
+        self._credentials = credentials
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._own: set[str] = {""}
 
@@ -41,7 +45,11 @@ class MeshHealthServicer(health.aio.HealthServicer):  # type: ignore[misc]
         address = self._peers[service]
         channel = self._channels.get(address)
         if channel is None:
-            channel = self._channels[address] = grpc.aio.insecure_channel(address)
+            channel = self._channels[address] = (
+                grpc.aio.insecure_channel(address)
+                if self._credentials is None
+                else grpc.aio.secure_channel(address, self._credentials)
+            )
         try:
             reply = await health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(service=service),

@@ -28,8 +28,9 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from ticketing_common import tls
 from ticketing_common.errors import ERROR_DOMAIN, DomainError, InvalidArgument, Kind, Reason
-from ticketing_common.identity import REQUEST_ID_HEADER, USER_HEADER
+from ticketing_common.identity import REQUEST_ID_HEADER, USER_HEADER, identity_headers_trusted
 from ticketing_common.logs import request_id_var, user_id_var
 from ticketing_common.metrics import CallMetrics
 
@@ -101,10 +102,28 @@ def _tolerant(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], A
     return parse
 
 
-def _enter(context: grpc.aio.ServicerContext) -> None:
+Trust = Callable[[grpc.aio.ServicerContext], bool]
+
+
+def _trust_everyone(_context: grpc.aio.ServicerContext) -> bool:
+    return True
+
+
+def trust_only(identity: str) -> Trust:
+    """Believe the identity headers of a peer whose certificate names ``identity``."""
+
+    def trusts(context: grpc.aio.ServicerContext) -> bool:
+        return identity in tls.peer_identities(context)
+
+    return trusts
+
+
+def _enter(context: grpc.aio.ServicerContext, trusts: Trust) -> None:
     metadata = dict((k, v) for k, v in (context.invocation_metadata() or ()) if isinstance(v, str))
     request_id_var.set(metadata.get(REQUEST_ID_HEADER) or uuid.uuid4().hex)
-    user_id_var.set(metadata.get(USER_HEADER))
+    trusted = trusts(context)
+    identity_headers_trusted.set(trusted)
+    user_id_var.set(metadata.get(USER_HEADER) if trusted else None)
 
 
 def _code_of_abort(context: grpc.aio.ServicerContext) -> str:
@@ -133,11 +152,13 @@ def _calls(method: str, grpc_type: str) -> CallMetrics:
     return found
 
 
-def _wrap_unary(behavior: Callable[..., Any], method: str) -> Callable[..., Awaitable[Any]]:
+def _wrap_unary(
+    behavior: Callable[..., Any], method: str, trusts: Trust
+) -> Callable[..., Awaitable[Any]]:
     calls = _calls(method, "unary")
 
     async def handler(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        _enter(context)
+        _enter(context, trusts)
         calls.started()
         started = time.perf_counter()
         code = "OK"
@@ -166,11 +187,13 @@ def _wrap_unary(behavior: Callable[..., Any], method: str) -> Callable[..., Awai
     return handler
 
 
-def _wrap_stream(behavior: Callable[..., Any], method: str) -> Callable[..., AsyncIterator[Any]]:
+def _wrap_stream(
+    behavior: Callable[..., Any], method: str, trusts: Trust
+) -> Callable[..., AsyncIterator[Any]]:
     calls = _calls(method, "server_stream")
 
     async def handler(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-        _enter(context)
+        _enter(context, trusts)
         calls.started()
         started = time.perf_counter()
         code = "OK"
@@ -224,6 +247,12 @@ def _wrap_bidi(behavior: Callable[..., Any], method: str) -> Callable[..., Await
 
 
 class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """``trusts`` says, per call, whether the peer may set the caller's identity headers
+    (``trust_only(gateway identity)`` under mutual TLS; everyone by default: plaintext)."""
+
+    def __init__(self, trusts: Trust = _trust_everyone) -> None:
+        self._trusts = trusts
+
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
@@ -237,13 +266,13 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         serialize = handler.response_serializer
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
-                _wrap_unary(handler.unary_unary, method),
+                _wrap_unary(handler.unary_unary, method, self._trusts),
                 request_deserializer=parse,
                 response_serializer=serialize,
             )
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
-                _wrap_stream(handler.unary_stream, method),
+                _wrap_stream(handler.unary_stream, method, self._trusts),
                 request_deserializer=parse,
                 response_serializer=serialize,
             )

@@ -24,10 +24,10 @@ from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
-from ticketing_common import logs, mesh, metrics, tracing
+from ticketing_common import logs, mesh, metrics, tls, tracing
 from ticketing_common.cancellation import checkpoint
 from ticketing_common.health import MeshHealthServicer
-from ticketing_common.interceptors import ServiceInterceptor
+from ticketing_common.interceptors import ServiceInterceptor, trust_only
 from ticketing_common.reflection import DocumentedReflectionServicer
 from ticketing_common.settings import BaseSettings, SettingsError, load
 
@@ -67,6 +67,10 @@ class ServiceServer:
     metrics_listen: str = ""
     metrics_port: int | None = None
     workers: int = 1
+    # A plaintext server answering grpc.health.v1 alone (TICKETING_HEALTH_LISTEN), for probes
+    # that cannot speak mutual TLS (the kubelet's native gRPC probes); None: none.
+    health_server: grpc.aio.Server | None = None
+    health_port: int | None = None
 
     async def start(self) -> None:
         if self.metrics_listen and self.metrics_port is None:
@@ -77,6 +81,8 @@ class ServiceServer:
                     f"cannot serve metrics on {self.metrics_listen}: {exc}"
                 ) from exc
         await self.server.start()
+        if self.health_server is not None:
+            await self.health_server.start()
         for job in self.background:
             self._tasks.append(asyncio.create_task(_guard(job), name=getattr(job, "__name__", "")))
         for name in ["", *self.service_names]:
@@ -87,6 +93,8 @@ class ServiceServer:
         await self.health.enter_graceful_shutdown()
         await self._stop_background()
         await self.server.stop(grace)
+        if self.health_server is not None:
+            await self.health_server.stop(0)
         await self.health.close()
         for cleanup in reversed(self.cleanups):
             try:
@@ -173,10 +181,18 @@ def build_server(
     cleanups: Sequence[Cleanup] = (),
     background: Sequence[Callable[[], Awaitable[None]]] = (),
 ) -> ServiceServer:
+    """The service's server on ``settings.listen``: mutual TLS (``ticketing_common.tls``) unless
+    the settings ask for plaintext."""
+    server_tls, client_tls = transport_credentials(settings)
+    interceptor = (
+        ServiceInterceptor()
+        if settings.plaintext
+        else ServiceInterceptor(trust_only(settings.tls_gateway_identity))
+    )
     server = grpc.aio.server(
         # The tracing interceptor (none when tracing is off) first, so the server span covers
         # the whole call and the logs written inside it carry its trace id.
-        interceptors=[*tracing.server_interceptors(), ServiceInterceptor()],
+        interceptors=[*tracing.server_interceptors(), interceptor],
         options=[
             ("grpc.so_reuseport", 1),
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -189,7 +205,7 @@ def build_server(
         binding.register(server)
     own_names = [b.name for b in bindings]
     peers = {name: addr for name, addr in settings.peers.items() if name not in own_names}
-    health = MeshHealthServicer(peers)
+    health = MeshHealthServicer(peers, client_tls)
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     reflection_names = [
         *PUBLIC_SERVICES,
@@ -200,9 +216,13 @@ def build_server(
         DocumentedReflectionServicer(reflection_names), server
     )
     try:
-        port = server.add_insecure_port(settings.listen)
+        if server_tls is None:
+            port = server.add_insecure_port(settings.listen)
+        else:
+            port = server.add_secure_port(settings.listen, server_tls)
     except RuntimeError as exc:
         raise SettingsError(f"cannot listen on {settings.listen}: {exc}") from exc
+    health_server, health_port = _health_only_server(settings, health)
     return ServiceServer(
         server=server,
         port=port,
@@ -212,7 +232,41 @@ def build_server(
         background=list(background),
         metrics_listen=settings.metrics_listen,
         workers=settings.workers,
+        health_server=health_server,
+        health_port=health_port,
     )
+
+
+def _health_only_server(
+    settings: BaseSettings, health: MeshHealthServicer
+) -> tuple[grpc.aio.Server | None, int | None]:
+    """The plaintext health port, when asked for: the same health answers as the service's
+    port, and nothing else (no API, no reflection, no identity to forge)."""
+    if not settings.health_listen:
+        return None, None
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 1)])
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    try:
+        return server, server.add_insecure_port(settings.health_listen)
+    except RuntimeError as exc:
+        raise SettingsError(f"cannot listen on {settings.health_listen}: {exc}") from exc
+
+
+def transport_credentials(
+    settings: BaseSettings,
+) -> tuple[grpc.ServerCredentials | None, grpc.ChannelCredentials | None]:
+    """The server's and its internal clients' credentials (both None in plaintext); a
+    certificate file that cannot be read is a configuration error naming it."""
+    files = settings.tls
+    if files is None:
+        return None, None
+    missing = files.missing()
+    if missing:
+        raise SettingsError("mutual TLS: cannot read " + ", ".join(str(path) for path in missing))
+    try:
+        return tls.server_credentials(files), tls.channel_credentials(files)
+    except (OSError, ValueError) as exc:
+        raise SettingsError(f"mutual TLS: {exc}") from exc
 
 
 async def serve(server: ServiceServer, settings: BaseSettings, component: str) -> None:
@@ -253,6 +307,14 @@ def run(
     except SettingsError as exc:
         print(f"{component}: configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+    missing = settings.tls.missing() if settings.tls is not None else []
+    if missing:
+        print(
+            f"{component}: configuration error: mutual TLS: cannot read "
+            + ", ".join(str(path) for path in missing),
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
     logs.configure(component, settings.log_level)
     tracing.configure(component)
     siblings = _start_siblings(settings.workers)

@@ -13,7 +13,10 @@ import os
 import types
 import typing
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, TypeVar
+
+from ticketing_common.tls import GATEWAY_IDENTITY, TlsFiles
 
 PREFIX = "TICKETING_"
 
@@ -38,8 +41,39 @@ class BaseSettings:
     workers: int = 1
     # host:port of the Prometheus endpoint (/metrics); empty: none.
     metrics_listen: str = ""
+    # Mutual TLS (ticketing_common.tls): this process's certificate and key (PEM files) and the
+    # CA that signs every peer of the mesh. Required unless ``plaintext``.
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_ca: str = ""
+    # The peer identity (a URI SAN of its certificate) whose identity headers are believed.
+    tls_gateway_identity: str = GATEWAY_IDENTITY
+    # No TLS at all: for a process a test or a benchmark starts in-process on the loopback.
+    # Identity headers are then believed from anyone; never for a deployed process.
+    plaintext: bool = False
+    # host:port of a plaintext port answering grpc.health.v1 only, for probes that speak no
+    # TLS (the kubelet's native gRPC probes); empty: none.
+    health_listen: str = ""
+
+    @property
+    def tls(self) -> TlsFiles | None:
+        """The process's certificate files; None when it runs in plaintext."""
+        if self.plaintext:
+            return None
+        return TlsFiles(cert=Path(self.tls_cert), key=Path(self.tls_key), ca=Path(self.tls_ca))
 
     def validate(self) -> None:
+        if not self.plaintext:
+            missing = [
+                env_name(name)
+                for name in ("tls_cert", "tls_key", "tls_ca")
+                if not str(getattr(self, name)).strip()
+            ]
+            if missing:
+                raise SettingsError(
+                    f"{', '.join(missing)} must name PEM files (mutual TLS); set"
+                    f" {env_name('plaintext')}=true only for a loopback test process"
+                )
         if self.workers < 1:
             raise SettingsError(f"{env_name('workers')} must be at least 1")
         if self.workers > 1 and self.listen.endswith(":0"):

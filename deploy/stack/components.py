@@ -14,7 +14,7 @@ from typing import Any
 
 from ticketing_common import mesh
 
-from . import gateway, probes, prometheus
+from . import certs, gateway, probes, prometheus
 from .ports import HOST, instances
 from .postgres import Cluster
 from .proc import ProcessSpec
@@ -97,10 +97,14 @@ def component_of(name: str) -> str:
     return base if base in PACKAGES and number.isdigit() else name
 
 
-def service_env(config: StackConfig, state: StateDir, name: str) -> dict[str, str]:
-    """The environment of one service (CONTRIBUTING.md lists the variables). Only a service
-    with a database role gets ``TICKETING_DATABASE_URL``, naming that role."""
+def service_env(
+    config: StackConfig, state: StateDir, name: str, holder: str | None = None
+) -> dict[str, str]:
+    """The environment of one service (CONTRIBUTING.md lists the variables); ``holder`` names
+    its certificate (deploy/stack/certs.py: one per service, shared by its instances). Only a
+    service with a database role gets ``TICKETING_DATABASE_URL``, naming that role."""
     ports = config.ports
+    tls = certs.files_of(state, holder or name)
     secrets = stripe_secrets(state)
     peers = ",".join(f"{service}={HOST}:{ports.of(comp)}" for service, comp in MESH.items())
     env = {k: v for k, v in os.environ.items() if k != "TICKETING_DATABASE_URL"}
@@ -121,6 +125,11 @@ def service_env(config: StackConfig, state: StateDir, name: str) -> dict[str, st
         "TICKETING_ADMISSION_KEY": admission_key(state),
         "TICKETING_PEERS": peers,
         "TICKETING_STATE_DIR": str(state.root),
+        # Mutual TLS with the development CA; the gateway's certificate alone may name callers.
+        "TICKETING_TLS_CERT": str(tls.cert),
+        "TICKETING_TLS_KEY": str(tls.key),
+        "TICKETING_TLS_CA": str(tls.ca),
+        "TICKETING_PLAINTEXT": "false",
         "PYTHONUNBUFFERED": "1",
     }
 
@@ -200,8 +209,14 @@ def build(
                 Component(
                     name=name,
                     port=ports.of(name),
-                    spec=spec(name, _python_module(package), env=service_env(config, state, name)),
-                    probe=probes.grpc_health(f"{HOST}:{ports.of(name)}"),
+                    spec=spec(
+                        name,
+                        _python_module(package),
+                        env=service_env(config, state, name, holder=service),
+                    ),
+                    probe=probes.grpc_health(
+                        f"{HOST}:{ports.of(name)}", tls=certs.files_of(state, certs.STACK)
+                    ),
                     ready_timeout=60.0,
                     prepare=fresh_metrics_dir(state, name),
                     extra_ports={f"{name}-metrics": ports.of(f"{name}-metrics")},

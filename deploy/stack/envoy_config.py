@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from ticketing_common import mesh
+from ticketing_common.tls import TlsFiles, identity_of
 
 from .ports import HOST, instances
 from .state import StackConfig
@@ -97,9 +98,15 @@ _ROUTER = {
 
 
 def build(
-    config: StackConfig, settings: GatewaySettings, jwks: Path, descriptor: Path | None
+    config: StackConfig,
+    settings: GatewaySettings,
+    jwks: Path,
+    descriptor: Path | None,
+    tls: TlsFiles | None = None,
 ) -> Data:
-    """The Envoy bootstrap for this stack; ``descriptor`` None leaves REST transcoding out."""
+    """The Envoy bootstrap for this stack; ``descriptor`` None leaves REST transcoding out;
+    ``tls`` is the gateway's client certificate towards the services (mutual TLS; None:
+    plaintext upstreams)."""
     ports = config.ports
     return {
         "admin": {
@@ -124,7 +131,7 @@ def build(
                 gateway_listener(config, settings, jwks, descriptor),
                 rest_origin_listener(config, descriptor),
             ],
-            "clusters": clusters(config, settings),
+            "clusters": clusters(config, settings, tls),
         },
     }
 
@@ -900,7 +907,9 @@ def rest_origin_listener(config: StackConfig, descriptor: Path | None) -> Data:
 # -- clusters --------------------------------------------------------------------------------
 
 
-def clusters(config: StackConfig, settings: GatewaySettings) -> list[Data]:
+def clusters(
+    config: StackConfig, settings: GatewaySettings, tls: TlsFiles | None = None
+) -> list[Data]:
     ports = config.ports
     service_ports = {
         name: [ports.of(i) for i in instances(comp, config.replicas)]
@@ -908,7 +917,7 @@ def clusters(config: StackConfig, settings: GatewaySettings) -> list[Data]:
     }
     # Reflection, health and preflights: any service of the mesh.
     service_ports["mesh"] = [p for name in SERVICE_CLUSTERS for p in service_ports[name]]
-    result = [service_cluster(name, ports_) for name, ports_ in service_ports.items()]
+    result = [service_cluster(name, ports_, tls) for name, ports_ in service_ports.items()]
     # The REST origin: the gateway's own second listener, which transcodes. The HTTP cache
     # filter fetches misses through its own client, past the filters that follow it, so a
     # cached REST page must come from an upstream that answers REST itself.
@@ -922,7 +931,7 @@ def clusters(config: StackConfig, settings: GatewaySettings) -> list[Data]:
     return result
 
 
-def service_cluster(name: str, ports: list[int]) -> Data:
+def service_cluster(name: str, ports: list[int], tls: TlsFiles | None = None) -> Data:
     # Unary services: a new upstream connection every 32 concurrent calls, so the kernel spreads
     # connections over a service's worker processes (SO_REUSEPORT) and load over cores. The
     # queue carries long-lived watch streams: 1,000 per connection.
@@ -973,6 +982,36 @@ def service_cluster(name: str, ports: list[int]) -> Data:
                 "grpc_health_check": {},
             }
         ],
+    } | ({} if tls is None else {"transport_socket": upstream_tls(name, tls)})
+
+
+def upstream_tls(cluster: str, tls: TlsFiles) -> Data:
+    """Mutual TLS towards a service's instances (ticketing_common.tls): the gateway presents
+    its certificate (the one identity whose caller headers a service believes), offers h2 by
+    ALPN, and accepts only a certificate of the mesh's CA naming that service (any service of
+    the mesh for the ``mesh`` cluster). Health checks travel the same connections."""
+    component = SERVICE_CLUSTERS.get(cluster)
+    matcher = (
+        {"exact": identity_of(component)} if component is not None else {"prefix": identity_of("")}
+    )
+    return {
+        "name": "envoy.transport_sockets.tls",
+        "typed_config": _typed(
+            "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+            common_tls_context={
+                "alpn_protocols": ["h2"],
+                "tls_certificates": [
+                    {
+                        "certificate_chain": {"filename": str(tls.cert)},
+                        "private_key": {"filename": str(tls.key)},
+                    }
+                ],
+                "validation_context": {
+                    "trusted_ca": {"filename": str(tls.ca)},
+                    "match_typed_subject_alt_names": [{"san_type": "URI", "matcher": matcher}],
+                },
+            },
+        ),
     }
 
 

@@ -24,8 +24,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ticketing_common import mesh, tracing
+from ticketing_common.tls import TlsFiles
 
-from . import keys
+from . import certs, keys
 from .envoy_config import (  # noqa: F401 - re-exported: the names callers use
     CLASSES,
     CLIENT_CONTENT_TYPE,
@@ -180,7 +181,7 @@ def config_data(
             descriptor,
         )
         descriptor = None
-    data = build_config(config, settings, jwks, descriptor)
+    data = build_config(config, settings, jwks, descriptor, certs.files_of(state, certs.GATEWAY))
     # The services trace when OTEL_EXPORTER_OTLP_ENDPOINT is set (ticketing_common.tracing),
     # and so does the gateway, to the same receiver: the trace starts at the edge.
     if tracing.endpoint():
@@ -227,6 +228,14 @@ KUBERNETES_SERVICE_PORT = 50051
 KUBERNETES_DESCRIPTOR = "/etc/envoy/descriptor/descriptor.binpb"
 # The CA bundle of the Envoy image (Ubuntu's ca-certificates), for a https JWKS endpoint.
 KUBERNETES_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+# Where the chart mounts the gateway's certificate Secret (cert-manager's layout: tls.crt,
+# tls.key, ca.crt), its client certificate towards the services (mutual TLS).
+KUBERNETES_TLS_DIR = "/etc/ticketing/tls"
+KUBERNETES_TLS = TlsFiles(
+    cert=Path(KUBERNETES_TLS_DIR) / "tls.crt",
+    key=Path(KUBERNETES_TLS_DIR) / "tls.key",
+    ca=Path(KUBERNETES_TLS_DIR) / "ca.crt",
+)
 
 
 def kubernetes_upstream(cluster: str) -> str:
@@ -259,7 +268,7 @@ def kubernetes_config(
     if not origins:
         raise GatewayConfigError("the Kubernetes gateway needs at least one CORS origin")
     stack = StackConfig(gateway_port=KUBERNETES_GATEWAY_PORT, cors_origins=list(origins))
-    data = build_config(stack, settings, Path("/nonexistent"), Path(descriptor))
+    data = build_config(stack, settings, Path("/nonexistent"), Path(descriptor), KUBERNETES_TLS)
     data["admin"]["address"] = _socket(HOST, KUBERNETES_ADMIN_PORT)
     # The browser client is not served there; the operator routes only with a Prometheus.
     dropped = {"web"} if prometheus_url else {"web", PROMETHEUS_CLUSTER}

@@ -7,6 +7,10 @@ import socket
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ticketing_common.tls import TlsFiles
 
 Probe = Callable[[], str | None]
 
@@ -83,15 +87,26 @@ def http_ok(url: str) -> Probe:
     return check
 
 
-def grpc_health(target: str, service: str = "") -> Probe:
-    """grpc.health.v1.Health/Check; healthy when SERVING."""
+def grpc_health(target: str, service: str = "", tls: TlsFiles | None = None) -> Probe:
+    """grpc.health.v1.Health/Check; healthy when SERVING. With ``tls``, over mutual TLS with
+    that client certificate (the stack's services accept nothing else)."""
 
     def check() -> str | None:
         import grpc
         from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+        from ticketing_common.tls import channel_credentials
+
         try:
-            with grpc.insecure_channel(target) as channel:
+            if tls is None:
+                opened = grpc.insecure_channel(target)
+            else:
+                try:
+                    credentials = channel_credentials(tls)
+                except OSError as exc:
+                    return f"health check: cannot read the client certificate: {exc}"
+                opened = grpc.secure_channel(target, credentials)
+            with opened as channel:
                 stub = health_pb2_grpc.HealthStub(channel)
                 reply = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=TIMEOUT)
         except grpc.RpcError as exc:

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from types import FrameType
 from typing import Any, Literal
 
-from . import gateway, keys, postgres
+from . import certs, gateway, keys, postgres
 from .components import Component, build
 from .ports import HOST, PortInUseError, ensure_port_free, is_port_free
 from .postgres import Cluster
@@ -154,6 +154,7 @@ class Supervisor:
         self._publish()
         try:
             keys.ensure_keys(self.state)
+            certs.ensure_certs(self.state)
             for run in self.runs:
                 self._start_first(run)
                 if run.name == "postgres":

@@ -15,6 +15,7 @@ from ticketing.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 
 from queue_svc.domain import Policy
 from ticketing_common.errors import NotFound, Reason, Unavailable
+from ticketing_common.tls import TlsFiles, internal_channel
 
 CATALOG_SERVICE = catalog_pb2.DESCRIPTOR.services_by_name["CatalogService"].full_name
 # gRPC backs off reconnecting up to 120 s by default: a catalog back after a long outage would
@@ -41,12 +42,13 @@ def policy_of(event: catalog_pb2.Event) -> Policy:
 
 
 class CatalogPolicies:
-    """``ports.Policies`` over one channel to the catalog."""
+    """``ports.Policies`` over one channel to the catalog; ``tls`` is the queue's own
+    certificate (mutual TLS, ``ticketing_common.tls``), None only in plaintext."""
 
-    def __init__(self, address: str, *, timeout_seconds: float = 2.0) -> None:
+    def __init__(self, address: str, tls: TlsFiles | None, *, timeout_seconds: float = 2.0) -> None:
         self.address = address
         self._timeout = timeout_seconds
-        self._channel = grpc.aio.insecure_channel(address, options=_CHANNEL_OPTIONS)
+        self._channel = internal_channel(address, tls, options=list(_CHANNEL_OPTIONS))
         self._stub = catalog_pb2_grpc.CatalogServiceStub(self._channel)
 
     async def get(self, event_id: str) -> Policy:

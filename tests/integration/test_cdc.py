@@ -27,6 +27,8 @@ from ticketing.catalog.v1 import catalog_pb2
 from ticketing.common.v1 import common_pb2
 from ticketing.search.v1 import search_pb2
 
+from tests.helpers import service_channel
+
 pytestmark = pytest.mark.integration
 
 SLOT = "ticketing_search"
@@ -68,7 +70,7 @@ def stopped(pid: int):
 
 
 def worker_health(stack) -> int:
-    with grpc.insecure_channel(f"127.0.0.1:{stack.ports['cdc-worker']}") as ch:
+    with service_channel(stack, "cdc-worker") as ch:
         reply = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=5)
     return reply.status
 

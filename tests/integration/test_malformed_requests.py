@@ -20,7 +20,7 @@ from ticketing.catalog.v1 import catalog_pb2
 from ticketing.queue.v1 import queue_pb2
 from ticketing.search.v1 import search_pb2
 
-from tests.helpers import error_reason
+from tests.helpers import error_reason, service_channel
 
 pytestmark = pytest.mark.integration
 
@@ -74,11 +74,11 @@ def assert_malformed(err: grpc.RpcError, what: str) -> None:
 def test_every_method_refuses_undecodable_bytes_as_invalid_argument(stack, port, method):
     operator = (("authorization", f"Bearer {stack.token('malformed-ops', role='operator')}"),)
     targets = {
-        "direct": (f"127.0.0.1:{stack.ports[port]}", ()),
-        "gateway": (stack.gateway, operator),
+        "direct": (lambda: service_channel(stack, port), ()),
+        "gateway": (lambda: grpc.insecure_channel(stack.gateway), operator),
     }
-    for target, (address, metadata) in targets.items():
-        with grpc.insecure_channel(address) as channel:
+    for target, (open_channel, metadata) in targets.items():
+        with open_channel() as channel:
             for name, payload in undecodable(method).items():
                 with pytest.raises(grpc.RpcError) as err:
                     call_raw(channel, method, payload, metadata)
@@ -91,7 +91,7 @@ def test_every_method_refuses_undecodable_bytes_as_invalid_argument(stack, port,
 
 
 def test_health_and_reflection_refuse_undecodable_bytes_too(stack):
-    with grpc.insecure_channel(f"127.0.0.1:{stack.ports['booking']}") as channel:
+    with service_channel(stack, "booking") as channel:
         with pytest.raises(grpc.RpcError) as err:
             channel.unary_unary("/grpc.health.v1.Health/Check")(b"\x0a\x02\xff\xfe", timeout=10)
         assert_malformed(err.value, "health")

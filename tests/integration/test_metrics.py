@@ -16,7 +16,7 @@ from ticketing.booking.v1 import booking_pb2, booking_pb2_grpc
 from ticketing.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 
 from deploy.stack import prometheus
-from tests.helpers import make_event, make_venue
+from tests.helpers import make_event, make_venue, service_channel
 
 pytestmark = pytest.mark.integration
 
@@ -123,7 +123,7 @@ def test_a_reserve_is_counted_by_method_code_and_outcome(stack, ticket):
 def test_a_malformed_request_is_counted_under_invalid_argument(stack):
     rpc = {"grpc_service": BOOKING, "grpc_method": "GetBooking", "grpc_code": "INVALID_ARGUMENT"}
     before = sample(scrape(stack, "booking"), "grpc_server_handled_total", **rpc)
-    with grpc.insecure_channel(f"127.0.0.1:{stack.ports['booking']}") as channel:
+    with service_channel(stack, "booking") as channel:
         with pytest.raises(grpc.RpcError) as err:
             channel.unary_unary(f"/{BOOKING}/GetBooking")(b"\x0a\x02\xff\xfe", timeout=10)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT

@@ -8,12 +8,15 @@ import datetime as dt
 import random
 import time
 import uuid
+from pathlib import Path
 
 import grpc
 import pytest
 import redis.asyncio as aioredis
 from ticketing.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 
+from deploy.stack import certs
+from deploy.stack.state import StateDir
 from queue_svc import domain
 from queue_svc.adapters.catalog import CatalogPolicies
 from queue_svc.adapters.redis_store import LEASE_KEY, QueueStore
@@ -40,6 +43,11 @@ async def client(stack):
     client = own_redis(stack)
     yield client
     await client.aclose()
+
+
+def stack_tls(stack):
+    """The operator's client certificate of the stack's development CA (mutual TLS)."""
+    return certs.files_of(StateDir(Path(stack.state_dir)), certs.OPERATOR)
 
 
 def catalog_address(stack) -> str:
@@ -225,7 +233,7 @@ async def run_admitters(stack, event_id: str, lease_keys: list[str]) -> dict[str
     """Three admitters, each with its own Redis client and policy cache, for RUN_SECONDS;
     returns each admitted buyer's admission time (ms)."""
     clients = [own_redis(stack) for _ in lease_keys]
-    catalog = CatalogPolicies(catalog_address(stack))
+    catalog = CatalogPolicies(catalog_address(stack), stack_tls(stack))
     store = QueueStore(clients[0], grace_seconds=60)
     users = [f"buyer-{i:04d}" for i in range(int(RATE / 60 * RUN_SECONDS * 2))]
     await join_all(store, event_id, users, open_ms=0)
@@ -289,7 +297,7 @@ async def test_an_admitter_stops_every_time_it_is_cancelled(stack, open_event):
     event_id = open_event(RATE)
     key = f"queue:test-lease:{uuid.uuid4().hex}"
     client = own_redis(stack)
-    catalog = CatalogPolicies(catalog_address(stack))
+    catalog = CatalogPolicies(catalog_address(stack), stack_tls(stack))
     rng = random.Random(7)
     stopped, slowest = 0, 0.0
     try:
@@ -326,7 +334,7 @@ async def test_a_stopped_admitter_hands_its_lease_over(stack, open_event):
     event_id = open_event(RATE)
     key = f"queue:test-lease:{uuid.uuid4().hex}"
     clients = [own_redis(stack) for _ in range(2)]
-    catalog = CatalogPolicies(catalog_address(stack))
+    catalog = CatalogPolicies(catalog_address(stack), stack_tls(stack))
     try:
         store = QueueStore(clients[0], grace_seconds=60)
         await join_all(store, event_id, [f"stop-{i}" for i in range(2000)], open_ms=0)
@@ -365,7 +373,7 @@ async def test_an_admitter_whose_redis_stops_answering_still_stops(stack):
     silent = await asyncio.start_server(lambda r, w: held.append(w), "127.0.0.1", 0)
     port = silent.sockets[0].getsockname()[1]
     client = open_redis(f"redis://127.0.0.1:{port}/0", timeout_seconds=0.5)
-    catalog = CatalogPolicies(catalog_address(stack))
+    catalog = CatalogPolicies(catalog_address(stack), stack_tls(stack))
     try:
         admitter = Admitter(QueueStore(client, grace_seconds=60), PolicyCache(catalog))
         admitter.leading = True  # it led when the node froze: it will try to hand over

@@ -188,6 +188,7 @@ def test_a_sentinel_address_that_does_not_parse_stops_the_service_by_name():
         "TICKETING_REDIS_URL": "redis://127.0.0.1:1/0",
         "TICKETING_ADMISSION_KEY": "k",
         "TICKETING_REDIS_SENTINELS": "127.0.0.1:26379,sentinel-without-port",
+        "TICKETING_PLAINTEXT": "true",
     }
     done = subprocess.run(
         [sys.executable, "-m", "queue_svc"],
@@ -221,6 +222,8 @@ def test_the_queue_service_answers_unavailable_through_a_failover_and_follows_it
             "TICKETING_REDIS_MASTER_NAME": group.master_name,
             "TICKETING_ADMISSION_KEY": "sentinel-test-key",
             "TICKETING_LOG_LEVEL": "WARNING",
+            # A process of the test's own on the loopback: no mutual TLS.
+            "TICKETING_PLAINTEXT": "true",
         }
         service = subprocess.Popen(
             [sys.executable, "-m", "queue_svc"],

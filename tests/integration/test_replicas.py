@@ -203,3 +203,131 @@ async def test_a_booking_instance_killed_mid_race_oversells_nothing(replicated):
     # UNAVAILABLE: the calls on the killed process. CANCELLED: calls on its sibling worker
     # process, which stops when its parent dies (a known gap: they should be UNAVAILABLE too).
     assert set(counts) <= {"OK", "FAILED_PRECONDITION", "UNAVAILABLE", "CANCELLED"}, counts
+
+
+async def test_queue_watchers_on_a_killed_instance_reconnect_and_keep_their_place(replicated):
+    """Watchers of one line, spread by the gateway over both queue instances; one instance is
+    SIGKILLed. Every watcher whose stream broke opens it again through the gateway (as a
+    client does) and hears the same place: the line lives in Redis, not in the instance."""
+    import asyncio
+    import datetime as dt
+
+    from ticketing.queue.v1 import queue_pb2, queue_pb2_grpc
+
+    from tests.helpers import make_event, make_venue, ts
+
+    operator = (("authorization", f"Bearer {replicated.token('ops-rq', role='operator')}"),)
+    with grpc.insecure_channel(replicated.gateway) as channel:
+        catalog = catalog_pb2_grpc.CatalogServiceStub(channel)
+        venue = make_venue(catalog, operator, 1, 1, 10)
+        opened = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=60)
+        # One admission a minute and one active buyer at most: the line stands still.
+        event_id = make_event(
+            catalog,
+            operator,
+            venue.id,
+            days_ahead=30,
+            on_sale_time=ts(opened),
+            queue_policy=catalog_pb2.QueuePolicy(
+                enabled=True,
+                admission_rate_per_minute=1,
+                max_active_users=1,
+                admission_ttl_seconds=600,
+            ),
+        ).id
+    users = [f"watcher-{i:02d}" for i in range(16)]
+    metadata = {u: (("authorization", f"Bearer {replicated.token(u)}"),) for u in users}
+    request = queue_pb2.WatchQueueRequest(event_id=event_id)
+    waiting = queue_pb2.QueueEntryState.Value("QUEUE_ENTRY_STATE_WAITING")
+    async with grpc.aio.insecure_channel(replicated.gateway) as channel:
+        stub = queue_pb2_grpc.QueueServiceStub(channel)
+        for user in users:
+            await stub.JoinQueue(
+                queue_pb2.JoinQueueRequest(event_id=event_id), metadata=metadata[user], timeout=10
+            )
+
+        # The places once the first admission (if any) has been made: read twice, equal.
+        async def places() -> dict[str, tuple[int, int]]:
+            found = {}
+            for user in users:
+                entry = await stub.GetQueuePosition(
+                    queue_pb2.GetQueuePositionRequest(event_id=event_id),
+                    metadata=metadata[user],
+                    timeout=10,
+                )
+                found[user] = (entry.state, entry.position)
+            return found
+
+        deadline = time.monotonic() + 60
+        before = await places()
+        while True:
+            await asyncio.sleep(2)
+            again = await places()
+            if again == before:
+                break
+            assert time.monotonic() < deadline, "the line did not settle"
+            before = again
+        watched = [u for u in users if before[u][0] == waiting]
+        assert len(watched) >= len(users) - 1, before
+        killed = asyncio.Event()
+        broken: dict[str, str] = {}
+        reconnected: dict[str, float] = {}
+        heard_after: dict[str, tuple[int, int]] = {}
+
+        async def watch(user: str) -> None:
+            call = stub.WatchQueue(request, metadata=metadata[user])
+            first = await asyncio.wait_for(call.read(), 30)
+            assert (first.state, first.position) == before[user], user
+            try:
+                while (entry := await call.read()) is not grpc.aio.EOF:
+                    assert entry.position == before[user][1], (user, entry)
+            except grpc.aio.AioRpcError as err:
+                broken[user] = err.code().name
+                since = time.monotonic()
+                give_up = since + 30
+                while True:
+                    call = stub.WatchQueue(request, metadata=metadata[user])
+                    try:
+                        entry = await asyncio.wait_for(call.read(), 10)
+                        break
+                    except (grpc.aio.AioRpcError, TimeoutError):
+                        call.cancel()
+                        assert time.monotonic() < give_up, f"{user} could not watch again"
+                        await asyncio.sleep(0.2)
+                reconnected[user] = time.monotonic() - since
+                heard_after[user] = (entry.state, entry.position)
+                call.cancel()
+                return
+            # The stream ended without an error: only once the test has hung up on it.
+            assert killed.is_set(), user
+
+        tasks = {u: asyncio.create_task(watch(u)) for u in watched}
+        await asyncio.sleep(3)  # every watcher has heard its first place
+        victim = components(replicated)["queue"]
+        os.kill(victim["pid"], signal.SIGKILL)
+        deadline = time.monotonic() + 40
+        while len(reconnected) < len(broken) or not broken:
+            await asyncio.sleep(0.5)
+            if time.monotonic() > deadline:
+                break
+        killed.set()
+        for task in tasks.values():
+            if not task.done():
+                task.cancel()
+        results = await asyncio.gather(*tasks.values(), return_exceptions=True)
+    failures = [
+        r
+        for r in results
+        if isinstance(r, BaseException) and not isinstance(r, asyncio.CancelledError)
+    ]
+    print(
+        f"queue (one of two) SIGKILLed under {len(watched)} watchers: {len(broken)} streams broke "
+        f"{dict(Counter(broken.values()))}, {len(reconnected)} watched again through the gateway "
+        f"within {max(reconnected.values(), default=0):.2f} s, places kept: "
+        f"{sum(heard_after[u] == before[u] for u in heard_after)}/{len(heard_after)}"
+    )
+    assert not failures, failures
+    assert broken, "no watcher was on the killed instance (the gateway did not spread them)"
+    assert len(broken) < len(watched), "every watcher was on the killed instance"
+    assert set(reconnected) == set(broken)
+    assert {u: heard_after[u] for u in broken} == {u: before[u] for u in broken}

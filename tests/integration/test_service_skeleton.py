@@ -38,7 +38,7 @@ async def skeleton():
     """A server with a servicer that implements nothing yet, as every skeleton starts."""
     servicer = queue_pb2_grpc.QueueServiceServicer()
     server = build_server(
-        BaseSettings(),
+        BaseSettings(plaintext=True),
         [
             ServiceBinding(
                 "ticketing.queue.v1.QueueService",
@@ -88,10 +88,11 @@ async def test_reflection_lists_the_mesh_and_describes_with_comments(skeleton):
 
 async def test_health_answers_for_a_peer_and_reports_a_dead_peer_not_serving(skeleton):
     settings = BaseSettings(
+        plaintext=True,
         peers={
             "ticketing.queue.v1.QueueService": f"127.0.0.1:{skeleton.port}",
             "ticketing.booking.v1.BookingService": "127.0.0.1:1",
-        }
+        },
     )
     front = build_server(settings, [])
     await front.start()
@@ -125,7 +126,7 @@ class _FailingCatalog(catalog_pb2_grpc.CatalogServiceServicer):
 async def test_domain_errors_become_status_with_error_info_and_bugs_become_internal():
     servicer = _FailingCatalog()
     server = build_server(
-        BaseSettings(),
+        BaseSettings(plaintext=True),
         [
             ServiceBinding(
                 "ticketing.catalog.v1.CatalogService",
@@ -186,7 +187,11 @@ def test_sigterm_turns_not_serving_then_exits_cleanly():
     proc = subprocess.Popen(
         # The search service starts without its engine (searches answer UNAVAILABLE meanwhile).
         [sys.executable, "-m", "search_svc"],
-        env=_env(TICKETING_LISTEN=f"127.0.0.1:{port}", TICKETING_SEARCH_URL="http://127.0.0.1:1"),
+        env=_env(
+            TICKETING_LISTEN=f"127.0.0.1:{port}",
+            TICKETING_SEARCH_URL="http://127.0.0.1:1",
+            TICKETING_PLAINTEXT="true",  # a process of the test's own on the loopback
+        ),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -225,8 +230,65 @@ async def test_stopping_ends_a_background_job_that_swallowed_its_cancellation():
                     raise
                 swallowed.append(True)
 
-    server = build_server(BaseSettings(), [], background=[job])
+    server = build_server(BaseSettings(plaintext=True), [], background=[job])
     await server.start()
     await asyncio.sleep(0.05)
     await asyncio.wait_for(server.stop(0), timeout=10)
     assert swallowed == [True]
+
+
+async def test_mutual_tls_server_with_a_plaintext_health_only_port(tmp_path):
+    """Under mutual TLS the service port wants a client certificate of the CA, while the
+    health-only port (TICKETING_HEALTH_LISTEN, for the kubelet's probes) answers health in
+    plaintext and nothing else; the health fan-out to a peer presents the process's own
+    certificate."""
+    from deploy.stack import certs
+    from deploy.stack.state import StateDir
+    from ticketing_common.tls import channel_credentials
+
+    state = StateDir(tmp_path)
+    certs.ensure_certs(state)
+    own = certs.files_of(state, "catalog")
+
+    def tls_settings(**more):
+        return BaseSettings(
+            tls_cert=str(own.cert), tls_key=str(own.key), tls_ca=str(own.ca), **more
+        )
+
+    peer = build_server(tls_settings(), [])
+    await peer.start()
+    await peer.health.set_own(
+        "ticketing.queue.v1.QueueService", health_pb2.HealthCheckResponse.SERVING
+    )
+    server = build_server(
+        tls_settings(
+            health_listen="127.0.0.1:0",
+            peers={"ticketing.queue.v1.QueueService": f"127.0.0.1:{peer.port}"},
+        ),
+        [],
+    )
+    await server.start()
+    request = health_pb2.HealthCheckRequest()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.health_port}") as channel:
+            reply = await health_pb2_grpc.HealthStub(channel).Check(request, timeout=10)
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await channel.unary_unary(
+                    "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"
+                )(b"", timeout=10)
+            assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await health_pb2_grpc.HealthStub(channel).Check(request, timeout=10)
+            assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+        client = channel_credentials(certs.files_of(state, certs.OPERATOR))
+        async with grpc.aio.secure_channel(f"127.0.0.1:{server.port}", client) as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            assert (await stub.Check(request, timeout=10)).status == reply.status
+            # Answered by asking the peer, over mutual TLS with the server's own certificate.
+            queue = health_pb2.HealthCheckRequest(service="ticketing.queue.v1.QueueService")
+            assert (await stub.Check(queue, timeout=10)).status == reply.status
+    finally:
+        await server.stop(0)
+        await peer.stop(0)

@@ -27,7 +27,7 @@ from ticketing.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from ticketing.search.v1 import search_pb2, search_pb2_grpc
 
 from tests.conftest import new_state_dir, pick_port_layout, run_ticketing, start_stack
-from tests.helpers import make_event, make_venue
+from tests.helpers import make_event, make_venue, service_channel
 
 pytestmark = pytest.mark.integration
 
@@ -324,8 +324,7 @@ def test_a_confirm_traces_its_stripe_call_and_a_search_its_engine_call(traced_st
 
 def test_a_malformed_request_is_traced_and_the_exporter_keeps_going(traced_stack, receiver):
     traceparent, trace_id, client_span = new_traceparent()
-    address = f"127.0.0.1:{traced_stack.ports['booking']}"
-    with grpc.insecure_channel(address) as channel:
+    with service_channel(traced_stack, "booking") as channel:
         with pytest.raises(grpc.RpcError) as err:
             channel.unary_unary(f"/{BOOKING}/GetBooking")(
                 b"\x0a\x02\xff\xfe", metadata=(("traceparent", traceparent),), timeout=10
@@ -345,7 +344,7 @@ def test_a_malformed_request_is_traced_and_the_exporter_keeps_going(traced_stack
     assert "INVALID_ARGUMENT" in logged[0]
     # Still exporting afterwards: a well-formed call's span arrives as well.
     _, later_trace, _ = new_traceparent()
-    with grpc.insecure_channel(address) as channel:
+    with service_channel(traced_stack, "booking") as channel:
         with pytest.raises(grpc.RpcError):  # no such booking; what matters is the span
             booking_pb2_grpc.BookingServiceStub(channel).GetBooking(
                 booking_pb2.GetBookingRequest(booking_id=str(uuid.uuid4())),

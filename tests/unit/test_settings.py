@@ -24,6 +24,7 @@ def test_reads_typed_values_from_prefixed_variables():
             "TICKETING_POOL_SIZE": "32",
             "TICKETING_DEBUG": "yes",
             "TICKETING_PEERS": "a.B=127.0.0.1:1, c.D=127.0.0.1:2",
+            "TICKETING_PLAINTEXT": "true",
         },
     )
     assert settings.pool_size == 32
@@ -67,6 +68,7 @@ _QUEUE_REQUIRED = {
     "TICKETING_REDIS_URL": "redis://r",
     "TICKETING_ADMISSION_KEY": "k",
     "TICKETING_PEERS": "ticketing.catalog.v1.CatalogService=127.0.0.1:1",
+    "TICKETING_PLAINTEXT": "true",
 }
 
 
@@ -111,3 +113,20 @@ def test_sentinels_need_a_master_name():
             _QUEUE_REQUIRED
             | {"TICKETING_REDIS_SENTINELS": "h:1", "TICKETING_REDIS_MASTER_NAME": " "},
         )
+
+
+def test_mutual_tls_is_the_default_and_plaintext_must_be_asked_for():
+    with pytest.raises(SettingsError) as err:
+        load(QueueSettings, _QUEUE_REQUIRED | {"TICKETING_PLAINTEXT": "false"})
+    for name in ("TICKETING_TLS_CERT", "TICKETING_TLS_KEY", "TICKETING_TLS_CA"):
+        assert name in str(err.value)
+    assert "TICKETING_PLAINTEXT" in str(err.value)
+    files = {
+        "TICKETING_TLS_CERT": "/certs/tls.crt",
+        "TICKETING_TLS_KEY": "/certs/tls.key",
+        "TICKETING_TLS_CA": "/certs/ca.crt",
+    }
+    settings = load(QueueSettings, _QUEUE_REQUIRED | {"TICKETING_PLAINTEXT": "false"} | files)
+    assert settings.tls is not None and str(settings.tls.ca) == "/certs/ca.crt"
+    assert settings.tls_gateway_identity == "spiffe://ticketing.dev/gateway"
+    assert load(QueueSettings, _QUEUE_REQUIRED).tls is None

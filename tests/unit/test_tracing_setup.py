@@ -20,7 +20,7 @@ from ticketing_common.server import build_server
 from ticketing_common.settings import BaseSettings
 
 on = tracing.configure("probe")
-server = build_server(BaseSettings(listen="127.0.0.1:0"), [])
+server = build_server(BaseSettings(listen="127.0.0.1:0", plaintext=True), [])
 span = trace.get_tracer("probe").start_span("call")
 record = logging.LogRecord("probe", logging.INFO, "", 0, "inside", None, None)
 with trace.use_span(span):

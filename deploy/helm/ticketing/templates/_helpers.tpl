@@ -22,6 +22,11 @@ app.kubernetes.io/name: {{ .name }}
 app.kubernetes.io/instance: {{ .root.Release.Name }}
 {{- end }}
 
+{{/* The Secret holding one component's certificate (tls.crt, tls.key, ca.crt). */}}
+{{- define "ticketing.tlsSecret" -}}
+{{ .root.Values.tls.secretPrefix }}{{ .name }}
+{{- end }}
+
 {{- define "ticketing.image" -}}
 {{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
 {{- end }}
@@ -139,6 +144,9 @@ spec:
         - name: metrics
           containerPort: {{ $root.Values.metricsPort }}
           protocol: TCP
+        - name: health
+          containerPort: {{ $root.Values.tls.healthPort }}
+          protocol: TCP
         envFrom:
         - configMapRef:
             name: ticketing-config
@@ -150,6 +158,18 @@ spec:
         # The processes of one pod (TICKETING_WORKERS) sum their figures here.
         - name: PROMETHEUS_MULTIPROC_DIR
           value: /var/run/ticketing/metrics
+        # Mutual TLS: the gRPC port requires a client certificate of the mesh's CA; only the
+        # gateway's certificate may name the caller. Probes use the plaintext health port.
+        - name: TICKETING_TLS_CERT
+          value: /etc/ticketing/tls/tls.crt
+        - name: TICKETING_TLS_KEY
+          value: /etc/ticketing/tls/tls.key
+        - name: TICKETING_TLS_CA
+          value: /etc/ticketing/tls/ca.crt
+        - name: TICKETING_TLS_GATEWAY_IDENTITY
+          value: {{ printf "spiffe://%s/gateway" $root.Values.tls.trustDomain | quote }}
+        - name: TICKETING_HEALTH_LISTEN
+          value: "0.0.0.0:{{ $root.Values.tls.healthPort }}"
         {{- include "ticketing.secretEnv" (dict "root" $root "secrets" .secrets "dbRole" $key) | nindent 8 }}
         {{- range $name, $value := $v.env }}
         - name: {{ $name }}
@@ -157,17 +177,17 @@ spec:
         {{- end }}
         readinessProbe:
           grpc:
-            port: {{ $root.Values.grpcPort }}
+            port: {{ $root.Values.tls.healthPort }}
           periodSeconds: 5
           failureThreshold: 2
         livenessProbe:
           {{- if .singleWriter }}
           # NOT_SERVING while the index is rebuilt or the engine is away: not a reason to restart.
           tcpSocket:
-            port: {{ $root.Values.grpcPort }}
+            port: {{ $root.Values.tls.healthPort }}
           {{- else }}
           grpc:
-            port: {{ $root.Values.grpcPort }}
+            port: {{ $root.Values.tls.healthPort }}
           {{- end }}
           initialDelaySeconds: 10
           periodSeconds: 10
@@ -181,7 +201,14 @@ spec:
           mountPath: /var/run/ticketing/metrics
         - name: tmp
           mountPath: /tmp
+        - name: tls
+          mountPath: /etc/ticketing/tls
+          readOnly: true
       volumes:
+      - name: tls
+        secret:
+          secretName: {{ include "ticketing.tlsSecret" $ctx }}
+          defaultMode: 0440
       - name: metrics
         emptyDir:
           medium: Memory
@@ -205,7 +232,7 @@ spec:
     port: {{ $root.Values.grpcPort }}
     targetPort: grpc
     protocol: TCP
-    appProtocol: kubernetes.io/h2c
+    # gRPC over mutual TLS (ticketing_common/tls.py).
   - name: metrics
     port: {{ $root.Values.metricsPort }}
     targetPort: metrics
@@ -228,7 +255,7 @@ spec:
     port: {{ $root.Values.grpcPort }}
     targetPort: grpc
     protocol: TCP
-    appProtocol: kubernetes.io/h2c
+    # gRPC over mutual TLS (ticketing_common/tls.py).
 {{- end }}
 {{- if $autoscaling }}
 ---
