@@ -221,9 +221,9 @@ def test_a_service_given_no_certificates_refuses_to_start(tmp_path):
     service exits 2 naming them."""
     env = {
         "PATH": "/usr/bin:/bin",
-        "TICKETING_DATABASE_URL": "postgresql://nobody@127.0.0.1:1/ticketing",
         "TICKETING_REDIS_URL": "redis://127.0.0.1:1/0",
         "TICKETING_ADMISSION_KEY": "k",
+        "TICKETING_PEERS": "ticketing.catalog.v1.CatalogService=127.0.0.1:1",
     }
     done = subprocess.run(
         [sys.executable, "-m", "queue_svc"],

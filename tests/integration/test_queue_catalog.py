@@ -21,9 +21,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from ticketing.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from ticketing.queue.v1 import queue_pb2, queue_pb2_grpc
 
+from deploy.stack import certs
 from deploy.stack.components import service_env
 from deploy.stack.state import StackConfig, StateDir
-from tests.helpers import error_reason, make_event, make_venue, ts
+from tests.helpers import error_reason, make_event, make_venue, service_credentials, ts
 
 pytestmark = pytest.mark.integration
 
@@ -49,9 +50,11 @@ def start(module: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
     )
 
 
-def wait_serving(address: str, service: str, process: subprocess.Popen[bytes]) -> None:
+def wait_serving(
+    address: str, service: str, process: subprocess.Popen[bytes], credentials: Any
+) -> None:
     deadline = time.monotonic() + READY_SECONDS
-    with grpc.insecure_channel(address) as channel:
+    with grpc.secure_channel(address, credentials) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         while time.monotonic() < deadline:
             if process.poll() is not None:
@@ -120,13 +123,21 @@ def own_mesh(stack: Any, port_layout: Any) -> Iterator[dict[str, Any]]:
     )
     assert "TICKETING_DATABASE_URL" not in queue_env
     procs["queue"] = start("queue_svc", queue_env)
-    mesh = {"catalog": catalog_address, "queue": queue_address, "procs": procs}
+    # The test stands where the gateway stands: mutual TLS with the certificate whose identity
+    # headers the services believe.
+    credentials = service_credentials(stack, certs.GATEWAY)
+    mesh = {
+        "catalog": catalog_address,
+        "queue": queue_address,
+        "procs": procs,
+        "credentials": credentials,
+    }
     mesh["restart_catalog"] = lambda: procs.__setitem__(
         "catalog", start("catalog_svc", catalog_env)
     )
     try:
-        wait_serving(catalog_address, CATALOG, procs["catalog"])
-        wait_serving(queue_address, QUEUE, procs["queue"])
+        wait_serving(catalog_address, CATALOG, procs["catalog"], credentials)
+        wait_serving(queue_address, QUEUE, procs["queue"], credentials)
         yield mesh
     finally:
         for process in procs.values():
@@ -143,7 +154,7 @@ def join(stub: Any, event_id: str, user: str) -> queue_pb2.QueueEntry:
 
 def test_a_killed_catalog_leaves_a_seen_sale_going_and_an_unseen_one_unavailable(own_mesh, events):
     seen, unseen = events
-    with grpc.insecure_channel(own_mesh["queue"]) as channel:
+    with grpc.secure_channel(own_mesh["queue"], own_mesh["credentials"]) as channel:
         queue = queue_pb2_grpc.QueueServiceStub(channel)
         first = join(queue, seen, "before-kill")
         assert first.state == queue_pb2.QUEUE_ENTRY_STATE_WAITING
@@ -172,7 +183,9 @@ def test_a_killed_catalog_leaves_a_seen_sale_going_and_an_unseen_one_unavailable
         assert health.status == health_pb2.HealthCheckResponse.SERVING
 
         own_mesh["restart_catalog"]()
-        wait_serving(own_mesh["catalog"], CATALOG, own_mesh["procs"]["catalog"])
+        wait_serving(
+            own_mesh["catalog"], CATALOG, own_mesh["procs"]["catalog"], own_mesh["credentials"]
+        )
         deadline, answered, errors = time.monotonic() + 60, None, 0
         while time.monotonic() < deadline:
             try:
@@ -193,7 +206,7 @@ def test_a_killed_catalog_leaves_a_seen_sale_going_and_an_unseen_one_unavailable
 
 
 def test_an_event_the_catalog_does_not_know_is_not_found(own_mesh):
-    with grpc.insecure_channel(own_mesh["queue"]) as channel:
+    with grpc.secure_channel(own_mesh["queue"], own_mesh["credentials"]) as channel:
         queue = queue_pb2_grpc.QueueServiceStub(channel)
         with pytest.raises(grpc.RpcError) as missing:
             join(queue, "00000000-0000-4000-8000-000000000000", "nobody")
