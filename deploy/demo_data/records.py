@@ -34,10 +34,12 @@ class Section:
     name: str
     price_tier: str
     rows: tuple[SeatRow, ...]
+    # A standing (general-admission) section: this many places, no rows.
+    standing_capacity: int = 0
 
     @property
     def capacity(self) -> int:
-        return sum(row.seats for row in self.rows)
+        return sum(row.seats for row in self.rows) + self.standing_capacity
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,17 +62,26 @@ class Venue:
         return sum(section.capacity for section in self.sections)
 
     def seat_map(self) -> dict[str, Any]:
-        """The ``venues.seat_map`` document (see ``seat_map_capacity`` in the migrations)."""
-        return {
-            "sections": [
+        """The ``venues.seat_map`` document (see ``seat_map_capacity`` in the migrations), with
+        the venue's drawing (``layouts.py``)."""
+        from deploy.demo_data.layouts import layout_for  # layouts builds on Section
+
+        layout = layout_for(self.kind, self.sections)
+        sections = []
+        for section in self.sections:
+            shape = layout.sections[section.name]
+            sections.append(
                 {
                     "name": section.name,
                     "price_tier": section.price_tier,
-                    "rows": [{"label": row.label, "seats": row.seats} for row in section.rows],
+                    "rows": [
+                        {"label": row.label, "seats": row.seats, "layout": row_layout.document()}
+                        for row, row_layout in zip(section.rows, shape.rows, strict=True)
+                    ],
+                    "layout": shape.document(),
                 }
-                for section in self.sections
-            ]
-        }
+            )
+        return {"sections": sections, "layout": layout.document()}
 
 
 @dataclass(frozen=True, slots=True)
