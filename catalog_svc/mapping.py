@@ -8,6 +8,7 @@ from google.protobuf import timestamp_pb2
 from ticketing.catalog.v1 import catalog_pb2
 from ticketing.common.v1 import common_pb2
 
+from catalog_svc.availability import Update
 from catalog_svc.domain import (
     Event,
     Performer,
@@ -314,3 +315,30 @@ def event_from_proto(proto: catalog_pb2.Event, event_id: str = "") -> Event:
         max_tickets_per_user=proto.max_tickets_per_user or 8,
         currency=(proto.currency_code or "USD").upper(),
     )
+
+
+def availability_update_to_proto(update: Update) -> catalog_pb2.AvailabilityUpdate:
+    proto = catalog_pb2.AvailabilityUpdate(read_time=timestamp(update.read_time))
+    if update.snapshot is not None:
+        for section in update.snapshot:
+            proto.snapshot.sections.add(
+                section=section.section,
+                runs=[
+                    catalog_pb2.StateRun(status=STATUS_TO_PROTO[status], count=count)
+                    for status, count in section.runs
+                ],
+            )
+    for t in update.changes:
+        proto.changes.add(
+            ticket_id=t.id,
+            section=t.section,
+            row=t.row,
+            seat=t.seat if t.row else "",
+            status=STATUS_TO_PROTO[t.status],
+        )
+    return proto
+
+
+def encode_availability_update(update: Update) -> bytes:
+    """Encoded once per update, whatever the number of watchers it goes to."""
+    return availability_update_to_proto(update).SerializeToString()

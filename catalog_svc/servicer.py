@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
@@ -13,6 +14,7 @@ from ticketing.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 
 from catalog_svc import mapping
 from catalog_svc.adapters.postgres import CatalogRepository, EventFilter
+from catalog_svc.availability import AvailabilityHub
 from catalog_svc.domain import (
     TicketSummary,
     decode_page_token,
@@ -83,11 +85,26 @@ def _merge(
 
 
 class CatalogServiceServicer(catalog_pb2_grpc.CatalogServiceServicer):
-    def __init__(self, repository: CatalogRepository, pages: EventPages) -> None:
+    def __init__(
+        self,
+        repository: CatalogRepository,
+        pages: EventPages,
+        availability: AvailabilityHub | None = None,
+    ) -> None:
         self._repository = repository
         self._pages = pages
+        self._availability = availability
 
     # --- reads -----------------------------------------------------------------------------
+
+    async def WatchAvailability(
+        self, request: catalog_pb2.WatchAvailabilityRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[bytes]:
+        # Already encoded: one encoding per update, shared by every watcher of the event.
+        event_id = parse_id(request.event_id, "event_id")
+        assert self._availability is not None, "create_server wires the availability hub"
+        async for data in self._availability.watch(event_id):
+            yield data
 
     async def GetEvent(
         self, request: catalog_pb2.GetEventRequest, context: grpc.aio.ServicerContext

@@ -1,10 +1,12 @@
 """Seat-map drawings and standing sections, as a client of the gateway sees them (issue 12)."""
 
+import concurrent.futures
 import uuid
 
 import grpc
 import pytest
 from google.protobuf import json_format
+from ticketing.booking.v1 import booking_pb2, booking_pb2_grpc
 from ticketing.catalog.v1 import catalog_pb2
 from ticketing.common.v1 import common_pb2
 
@@ -153,3 +155,115 @@ def test_the_demo_venues_come_with_drawings(stack, catalog):
     for section in page.venue.seat_map.sections:
         assert section.HasField("layout"), section.name
         assert all(row.HasField("layout") for row in section.rows), section.name
+
+
+# --- best available on a standing section ---------------------------------------------------
+
+
+def _best(booking, stack, user: str, event_id: str, quantity: int, **extra):
+    request = booking_pb2.ReserveBestAvailableRequest(event_id=event_id, quantity=quantity, **extra)
+    token = stack.token(user)
+    return booking.ReserveBestAvailable(request, metadata=(("authorization", f"Bearer {token}"),))
+
+
+@pytest.fixture(scope="module")
+def booking(channel):
+    return booking_pb2_grpc.BookingServiceStub(channel)
+
+
+def _standing_event(catalog, operator, days_ahead: int, places: int) -> str:
+    seat_map = catalog_pb2.SeatMap(
+        sections=[
+            catalog_pb2.Section(name="Floor", price_tier="standard", standing_capacity=places),
+            catalog_pb2.Section(
+                name="Balcony",
+                price_tier="premium",
+                rows=[catalog_pb2.Row(label="A", seat_count=4)],
+            ),
+        ]
+    )
+    venue = catalog.CreateVenue(
+        catalog_pb2.CreateVenueRequest(venue=_venue(seat_map)), metadata=operator
+    )
+    return make_event(catalog, operator, venue.id, days_ahead=days_ahead).id
+
+
+def test_best_available_on_a_standing_section_takes_any_free_places(
+    stack, catalog, booking, operator, db
+):
+    event_id = _standing_event(catalog, operator, days_ahead=430, places=10)
+    # Someone takes places 2 and 5 by id: the free places are no longer one run.
+    ids = dict(
+        db.execute(
+            "SELECT seat_label, id::text FROM tickets WHERE event_id = %s AND section = 'Floor'",
+            (event_id,),
+        ).fetchall()
+    )
+    for place, user in (("2", "standing-a"), ("5", "standing-b")):
+        token = stack.token(user)
+        booking_stub = booking
+        booking_stub.ReserveTicket(
+            booking_pb2.ReserveTicketRequest(ticket_id=ids[place]),
+            metadata=(("authorization", f"Bearer {token}"),),
+        )
+    # Best available for 6 on the floor: no adjacency there, any 6 free places.
+    got = _best(booking, stack, "standing-c", event_id, 6, section="Floor")
+    assert len(got.ticket_ids) == 6
+    rows = db.execute(
+        "SELECT section, row_label FROM tickets WHERE id = ANY(%s::uuid[])",
+        (list(got.ticket_ids),),
+    ).fetchall()
+    assert set(rows) == {("Floor", "")}
+    assert not {ids["2"], ids["5"]} & set(got.ticket_ids)
+    # Two places are left on the floor: a party of 3 is refused, naming what remains.
+    with pytest.raises(grpc.RpcError) as err:
+        _best(booking, stack, "standing-d", event_id, 3, section="Floor")
+    assert error_reason(err.value) == "NO_ADJACENT_SEATS"
+    # Without a section the floor (first in the venue's order) gives what it has, then the
+    # balcony's row.
+    pair = _best(booking, stack, "standing-d", event_id, 2)
+    assert {
+        r[0]
+        for r in db.execute(
+            "SELECT section FROM tickets WHERE id = ANY(%s::uuid[])", (list(pair.ticket_ids),)
+        ).fetchall()
+    } == {"Floor"}
+    four = _best(booking, stack, "standing-e", event_id, 4)
+    assert {
+        r[0]
+        for r in db.execute(
+            "SELECT section FROM tickets WHERE id = ANY(%s::uuid[])", (list(four.ticket_ids),)
+        ).fetchall()
+    } == {"Balcony"}
+
+
+def test_concurrent_buyers_on_a_standing_floor_never_share_a_place(
+    stack, catalog, booking, operator, db
+):
+    event_id = _standing_event(catalog, operator, days_ahead=436, places=60)
+
+    def buy(n: int) -> list[str]:
+        # TICKET_UNAVAILABLE means "every candidate was being taken right now": ask again.
+        for _ in range(5):
+            try:
+                reply = _best(booking, stack, f"floor-{n}", event_id, 2, section="Floor")
+                return list(reply.ticket_ids)
+            except grpc.RpcError as err:
+                reason = error_reason(err)
+                assert reason in ("NO_ADJACENT_SEATS", "TICKET_UNAVAILABLE"), reason
+                if reason == "NO_ADJACENT_SEATS":
+                    return []
+        return []
+
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        parties = list(pool.map(buy, range(40)))
+    held = [t for party in parties for t in party]
+    print(f"standing floor: {sum(1 for p in parties if p)} parties of 2 on 60 places")
+    assert len(held) == len(set(held))
+    assert sum(1 for p in parties if p) == 30
+    (still_free,) = db.execute(
+        "SELECT count(*) FROM tickets WHERE event_id = %s AND section = 'Floor'"
+        " AND ticket_is_available(status, hold_expire_time)",
+        (event_id,),
+    ).fetchone()
+    assert still_free == 0
