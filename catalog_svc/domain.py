@@ -11,6 +11,7 @@ import datetime as dt
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
+from catalog_svc.seat_layout import RowLayout, SeatMapLayout, SectionLayout
 from ticketing_common.errors import FailedPrecondition, InvalidArgument, Reason
 from ticketing_common.event_types import EVENT_TYPES
 from ticketing_common.pagination import (
@@ -42,6 +43,7 @@ MAX_VENUE_CAPACITY = 200_000
 class Row:
     label: str
     seats: int
+    layout: RowLayout | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -49,15 +51,26 @@ class Section:
     name: str
     price_tier: str
     rows: tuple[Row, ...]
+    # A standing (general-admission) section: this many places, no rows, no seat numbers.
+    standing_capacity: int = 0
+    layout: SectionLayout | None = None
+
+    @property
+    def standing(self) -> bool:
+        return self.standing_capacity > 0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class SeatMap:
     sections: tuple[Section, ...]
+    layout: SeatMapLayout | None = None
 
     @property
     def capacity(self) -> int:
-        return sum(row.seats for section in self.sections for row in section.rows)
+        return sum(
+            section.standing_capacity + sum(row.seats for row in section.rows)
+            for section in self.sections
+        )
 
     @property
     def tiers(self) -> set[str]:
@@ -76,14 +89,24 @@ class SeatMap:
             if not section.price_tier:
                 raise _invalid("seat_map", f"section {section.name!r} needs a price_tier")
             labels: set[str] = set()
-            if not section.rows:
+            if section.standing_capacity < 0 or section.standing_capacity > MAX_VENUE_CAPACITY:
+                raise _invalid("seat_map", f"section {section.name!r}: bad standing_capacity")
+            if section.standing and section.rows:
+                raise _invalid(
+                    "seat_map", f"standing section {section.name!r} has a capacity, not rows"
+                )
+            if not section.rows and not section.standing:
                 raise _invalid("seat_map", f"section {section.name!r} has no rows")
+            if section.layout is not None:
+                section.layout.validate(f"section {section.name!r}")
             for row in section.rows:
                 if not row.label or row.label in labels:
                     raise _invalid(
                         "seat_map", f"row labels in {section.name!r} must be unique and set"
                     )
                 labels.add(row.label)
+                if row.layout is not None:
+                    row.layout.validate(f"row {section.name}/{row.label}")
                 if not 0 < row.seats <= MAX_SEATS_PER_ROW:
                     raise _invalid(
                         "seat_map",
@@ -91,18 +114,28 @@ class SeatMap:
                     )
         if self.capacity > MAX_VENUE_CAPACITY:
             raise _invalid("seat_map", f"a venue holds at most {MAX_VENUE_CAPACITY} seats")
+        if self.layout is not None:
+            self.layout.validate()
 
     def to_document(self) -> dict[str, Any]:
-        return {
-            "sections": [
-                {
-                    "name": s.name,
-                    "price_tier": s.price_tier,
-                    "rows": [{"label": r.label, "seats": r.seats} for r in s.rows],
-                }
-                for s in self.sections
-            ]
-        }
+        sections = []
+        for s in self.sections:
+            rows = []
+            for r in s.rows:
+                row: dict[str, Any] = {"label": r.label, "seats": r.seats}
+                if r.layout is not None:
+                    row["layout"] = r.layout.to_document()
+                rows.append(row)
+            section: dict[str, Any] = {"name": s.name, "price_tier": s.price_tier, "rows": rows}
+            if s.standing:
+                section["standing_capacity"] = s.standing_capacity
+            if s.layout is not None:
+                section["layout"] = s.layout.to_document()
+            sections.append(section)
+        doc: dict[str, Any] = {"sections": sections}
+        if self.layout is not None:
+            doc["layout"] = self.layout.to_document()
+        return doc
 
     @classmethod
     def from_document(cls, doc: dict[str, Any]) -> SeatMap:
@@ -111,10 +144,20 @@ class SeatMap:
                 Section(
                     s["name"],
                     s.get("price_tier", ""),
-                    tuple(Row(r["label"], int(r["seats"])) for r in s["rows"]),
+                    tuple(
+                        Row(
+                            r["label"],
+                            int(r["seats"]),
+                            RowLayout.from_document(r["layout"]) if "layout" in r else None,
+                        )
+                        for r in s.get("rows", [])
+                    ),
+                    int(s.get("standing_capacity", 0)),
+                    SectionLayout.from_document(s["layout"]) if "layout" in s else None,
                 )
                 for s in doc.get("sections", [])
-            )
+            ),
+            SeatMapLayout.from_document(doc["layout"]) if "layout" in doc else None,
         )
 
 
@@ -278,12 +321,19 @@ def generate_inventory(seat_map: SeatMap, tier_prices_minor: dict[str, int]) -> 
     negative = sorted(tier for tier, price in tier_prices_minor.items() if price < 0)
     if negative:
         raise _invalid("tier_prices_minor", f"negative price for tier(s): {', '.join(negative)}")
-    return [
+    seated = [
         NewTicket(section.name, row.label, str(seat), tier_prices_minor[section.price_tier])
         for section in seat_map.sections
         for row in section.rows
         for seat in range(1, row.seats + 1)
     ]
+    # A standing place has no row; its number only keeps the places apart (never shown).
+    standing = [
+        NewTicket(section.name, "", str(place), tier_prices_minor[section.price_tier])
+        for section in seat_map.sections
+        for place in range(1, section.standing_capacity + 1)
+    ]
+    return seated + standing
 
 
 def ensure_no_inventory(existing_tickets: int) -> None:

@@ -10,6 +10,7 @@ from google.protobuf import field_mask_pb2, message, timestamp_pb2
 from ticketing.catalog.v1 import catalog_pb2
 from ticketing.common.v1 import common_pb2
 
+from catalog_svc.availability import Update
 from catalog_svc.domain import (
     Event,
     EventFilter,
@@ -24,6 +25,7 @@ from catalog_svc.domain import (
     Venue,
     parse_id,
 )
+from catalog_svc.seat_layout import Block, RowLayout, SeatMapLayout, SectionLayout
 from ticketing_common.errors import InvalidArgument
 from ticketing_common.event_types import EVENT_TYPE_FROM_PROTO, EVENT_TYPE_TO_PROTO
 
@@ -95,20 +97,58 @@ def venue_to_proto(venue: Venue) -> catalog_pb2.Venue:
         country_code=venue.country_code,
         location=common_pb2.GeoPoint(latitude=venue.latitude, longitude=venue.longitude),
         time_zone=venue.time_zone,
-        seat_map=catalog_pb2.SeatMap(
-            sections=[
-                catalog_pb2.Section(
-                    name=s.name,
-                    price_tier=s.price_tier,
-                    rows=[catalog_pb2.Row(label=r.label, seat_count=r.seats) for r in s.rows],
-                )
-                for s in venue.seat_map.sections
-            ]
-        ),
+        seat_map=seat_map_to_proto(venue.seat_map),
         capacity=venue.capacity,
         create_time=timestamp(venue.create_time),
         update_time=timestamp(venue.update_time),
     )
+
+
+def _point(p: tuple[float, float]) -> catalog_pb2.Point:
+    return catalog_pb2.Point(x=p[0], y=p[1])
+
+
+def _section_layout(layout: SectionLayout) -> catalog_pb2.SectionLayout:
+    if layout.block is not None:
+        b = layout.block
+        return catalog_pb2.SectionLayout(
+            block=catalog_pb2.RotatedBlock(
+                center=_point(b.center),
+                width=b.width,
+                depth=b.depth,
+                rotation_degrees=b.rotation_degrees,
+            )
+        )
+    return catalog_pb2.SectionLayout(
+        polygon=catalog_pb2.Polygon(points=[_point(p) for p in layout.polygon])
+    )
+
+
+def seat_map_to_proto(seat_map: SeatMap) -> catalog_pb2.SeatMap:
+    proto = catalog_pb2.SeatMap()
+    for s in seat_map.sections:
+        section = proto.sections.add(
+            name=s.name, price_tier=s.price_tier, standing_capacity=s.standing_capacity
+        )
+        if s.layout is not None:
+            section.layout.CopyFrom(_section_layout(s.layout))
+        for r in s.rows:
+            row = section.rows.add(label=r.label, seat_count=r.seats)
+            if r.layout is not None:
+                row.layout.CopyFrom(
+                    catalog_pb2.RowLayout(
+                        start=_point(r.layout.start), end=_point(r.layout.end), curve=r.layout.curve
+                    )
+                )
+    if seat_map.layout is not None:
+        proto.layout.CopyFrom(
+            catalog_pb2.SeatMapLayout(
+                width=seat_map.layout.width,
+                height=seat_map.layout.height,
+                stage=catalog_pb2.Polygon(points=[_point(p) for p in seat_map.layout.stage]),
+            )
+        )
+    return proto
 
 
 def performer_to_proto(performer: Performer) -> catalog_pb2.Performer:
@@ -182,7 +222,7 @@ def event_to_proto(
                 event_id=event.id,
                 section=t.section,
                 row=t.row,
-                seat=t.seat,
+                seat=t.seat if t.row else "",
                 price=common_pb2.Money(currency_code=currency, amount_minor=t.price_minor),
                 status=STATUS_TO_PROTO[t.status],
             )
@@ -215,7 +255,8 @@ def ticket_to_proto(ticket: Ticket, event_id: str, currency: str) -> catalog_pb2
         event_id=event_id,
         section=ticket.section,
         row=ticket.row,
-        seat=ticket.seat,
+        # A standing place (no row) has no seat number to show.
+        seat=ticket.seat if ticket.row else "",
         price=money(ticket.price_minor, currency),
         status=STATUS_TO_PROTO[ticket.status],
     )
@@ -227,10 +268,47 @@ def ticket_to_proto(ticket: Ticket, event_id: str, currency: str) -> catalog_pb2
 def seat_map_from_proto(proto: catalog_pb2.SeatMap) -> SeatMap:
     return SeatMap(
         tuple(
-            Section(s.name, s.price_tier, tuple(Row(r.label, r.seat_count) for r in s.rows))
+            Section(
+                s.name,
+                s.price_tier,
+                tuple(
+                    Row(
+                        r.label,
+                        r.seat_count,
+                        RowLayout(
+                            _point_from(r.layout.start), _point_from(r.layout.end), r.layout.curve
+                        )
+                        if r.HasField("layout")
+                        else None,
+                    )
+                    for r in s.rows
+                ),
+                s.standing_capacity,
+                _section_layout_from(s.layout) if s.HasField("layout") else None,
+            )
             for s in proto.sections
+        ),
+        SeatMapLayout(
+            proto.layout.width,
+            proto.layout.height,
+            tuple(_point_from(p) for p in proto.layout.stage.points),
         )
+        if proto.HasField("layout")
+        else None,
     )
+
+
+def _point_from(p: catalog_pb2.Point) -> tuple[float, float]:
+    return (p.x, p.y)
+
+
+def _section_layout_from(proto: catalog_pb2.SectionLayout) -> SectionLayout:
+    if proto.HasField("block"):
+        b = proto.block
+        return SectionLayout(
+            block=Block(_point_from(b.center), b.width, b.depth, b.rotation_degrees)
+        )
+    return SectionLayout(polygon=tuple(_point_from(p) for p in proto.polygon.points))
 
 
 def venue_from_proto(proto: catalog_pb2.Venue, venue_id: str = "") -> Venue:
@@ -365,3 +443,30 @@ def event_update(request: catalog_pb2.UpdateEventRequest) -> Callable[[Event], E
     return _update(
         event_to_proto, event_from_proto, request.event, request.update_mask, EVENT_WRITABLE
     )
+
+
+def availability_update_to_proto(update: Update) -> catalog_pb2.AvailabilityUpdate:
+    proto = catalog_pb2.AvailabilityUpdate(read_time=timestamp(update.read_time))
+    if update.snapshot is not None:
+        for section in update.snapshot:
+            proto.snapshot.sections.add(
+                section=section.section,
+                runs=[
+                    catalog_pb2.StateRun(status=STATUS_TO_PROTO[status], count=count)
+                    for status, count in section.runs
+                ],
+            )
+    for t in update.changes:
+        proto.changes.add(
+            ticket_id=t.id,
+            section=t.section,
+            row=t.row,
+            seat=t.seat if t.row else "",
+            status=STATUS_TO_PROTO[t.status],
+        )
+    return proto
+
+
+def encode_availability_update(update: Update) -> bytes:
+    """Encoded once per update, whatever the number of watchers it goes to."""
+    return availability_update_to_proto(update).SerializeToString()

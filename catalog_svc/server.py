@@ -5,8 +5,14 @@ from __future__ import annotations
 from ticketing.catalog.v1 import catalog_pb2
 
 from catalog_svc import mapping
+from catalog_svc.adapters.availability_feed import (
+    PostgresAvailabilityFeed,
+    PostgresAvailabilitySource,
+)
 from catalog_svc.adapters.page_cache import RedisPageCache
 from catalog_svc.adapters.postgres import CatalogRepository
+from catalog_svc.availability import AvailabilityHub
+from catalog_svc.metrics import AVAILABILITY_WATCHERS
 from catalog_svc.service import Catalog, EventPages
 from catalog_svc.servicer import CatalogServiceServicer
 from catalog_svc.settings import CatalogSettings
@@ -27,13 +33,23 @@ async def create_server(settings: CatalogSettings) -> ServiceServer:
     )
     store = CatalogRepository(pool)
     pages = EventPages(store, RedisPageCache(cache), mapping.render_event_page)
-    servicer = CatalogServiceServicer(Catalog(store, pages))
-    handler = generic_handler(SERVICE, servicer, raw_responses=("GetEvent",))
+    # One LISTEN connection per process, fanned out to every watcher of every event.
+    availability = AvailabilityHub(
+        PostgresAvailabilitySource(pool),
+        PostgresAvailabilityFeed(settings.database_url),
+        mapping.encode_availability_update,
+        coalesce_seconds=settings.availability_coalesce_seconds,
+        on_watchers=AVAILABILITY_WATCHERS.set,
+    )
+    await availability.start()
+    servicer = CatalogServiceServicer(Catalog(store, pages), availability)
+    handler = generic_handler(SERVICE, servicer, raw_responses=("GetEvent", "WatchAvailability"))
     binding = ServiceBinding(
         SERVICE_NAME, lambda server: server.add_generic_rpc_handlers((handler,))
     )
 
     async def close() -> None:
+        await availability.close()
         await cache.aclose()
         await pool.close()
 

@@ -4,12 +4,14 @@ errors; the shared interceptor turns them into statuses."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
 import grpc
 from ticketing.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 
 from catalog_svc import mapping
+from catalog_svc.availability import AvailabilityHub
 from catalog_svc.domain import RequestKey, parse_id
 from catalog_svc.service import Catalog
 from ticketing_common.identity import caller_from_metadata
@@ -47,10 +49,21 @@ def _key(operator: str, method: str, request: _Retriable) -> RequestKey:
 
 
 class CatalogServiceServicer(catalog_pb2_grpc.CatalogServiceServicer):
-    def __init__(self, catalog: Catalog) -> None:
+    def __init__(self, catalog: Catalog, availability: AvailabilityHub | None = None) -> None:
         self._catalog = catalog
+        self._availability = availability
 
     # --- reads -----------------------------------------------------------------------------
+
+    async def WatchAvailability(
+        self, request: catalog_pb2.WatchAvailabilityRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[Any]:
+        # Already encoded bytes (a raw response, like GetEvent's): one encoding per update,
+        # shared by every watcher of the event.
+        event_id = parse_id(request.event_id, "event_id")
+        assert self._availability is not None, "create_server wires the availability hub"
+        async for data in self._availability.watch(event_id):
+            yield data
 
     async def GetEvent(
         self, request: catalog_pb2.GetEventRequest, context: grpc.aio.ServicerContext

@@ -11,3 +11,5 @@ from ticketing_common.settings import RedisSettings
 class CatalogSettings(RedisSettings):
     database_url: str
     db_pool_size: int = 20
+    # WatchAvailability sends an event's watchers at most one update per this many seconds.
+    availability_coalesce_seconds: float = 0.25

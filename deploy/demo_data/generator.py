@@ -95,9 +95,8 @@ def _stadium(rng: random.Random, scale: float) -> list[Section]:
     for letter, tier in zip(
         "ABCDEF", ("vip", "vip", "premium", "premium", "standard", "standard"), strict=True
     ):
-        sections.append(
-            Section(f"Floor {letter}", tier, _rows(_numbers(floor_rows), [40] * floor_rows))
-        )
+        # The pitch is standing room for concerts: as many places as 40 seats a row took.
+        sections.append(Section(f"Floor {letter}", tier, (), standing_capacity=40 * floor_rows))
     lower_rows = round(25 * scale)
     for number in range(101, 129):
         base = rng.randint(22, 26)
@@ -195,9 +194,9 @@ def _hall(rng: random.Random, scale: float) -> list[Section]:
 
 
 def _club(rng: random.Random, scale: float) -> list[Section]:
-    # Standing room is one numbered row: a GA ticket is "entry n" rather than a seat.
+    # Standing room: a GA ticket is a place on the floor, not a seat.
     return [
-        Section("General Admission", "standard", (SeatRow("GA", round(800 * scale)),)),
+        Section("General Admission", "standard", (), standing_capacity=round(800 * scale)),
         Section("Balcony", "premium", _rows(_letters(6), [24 + rng.randint(0, 4)] * 6)),
         Section("Mezzanine", "vip", _rows(_letters(2), [12] * 2)),
     ]

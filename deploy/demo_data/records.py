@@ -34,10 +34,12 @@ class Section:
     name: str
     price_tier: str
     rows: tuple[SeatRow, ...]
+    # A standing (general-admission) section: this many places, no rows.
+    standing_capacity: int = 0
 
     @property
     def capacity(self) -> int:
-        return sum(row.seats for row in self.rows)
+        return sum(row.seats for row in self.rows) + self.standing_capacity
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,17 +62,27 @@ class Venue:
         return sum(section.capacity for section in self.sections)
 
     def seat_map(self) -> dict[str, Any]:
-        """The ``venues.seat_map`` document (see ``seat_map_capacity`` in the migrations)."""
-        return {
-            "sections": [
-                {
-                    "name": section.name,
-                    "price_tier": section.price_tier,
-                    "rows": [{"label": row.label, "seats": row.seats} for row in section.rows],
-                }
-                for section in self.sections
-            ]
-        }
+        """The ``venues.seat_map`` document (see ``seat_map_capacity`` in the migrations), with
+        the venue's drawing (``layouts.py``)."""
+        from deploy.demo_data.layouts import layout_for  # layouts builds on Section
+
+        layout = layout_for(self.kind, self.sections)
+        sections = []
+        for section in self.sections:
+            shape = layout.sections[section.name]
+            document: dict[str, Any] = {
+                "name": section.name,
+                "price_tier": section.price_tier,
+                "rows": [
+                    {"label": row.label, "seats": row.seats, "layout": row_layout.document()}
+                    for row, row_layout in zip(section.rows, shape.rows, strict=True)
+                ],
+                "layout": shape.document(),
+            }
+            if section.standing_capacity:
+                document["standing_capacity"] = section.standing_capacity
+            sections.append(document)
+        return {"sections": sections, "layout": layout.document()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +152,7 @@ class DemoData:
 
     def ticket_count(self, event: Event) -> int:
         """How many tickets ``tickets(event)`` yields, without producing them."""
-        return sum(row.seats for _, row in _allocated_rows(self.venue(event), event))
+        return sum(row.seats for _, row, _ in _allocated_rows(self.venue(event), event))
 
     def total_tickets(self) -> int:
         return sum(self.ticket_count(event) for event in self.events)
@@ -148,10 +160,10 @@ class DemoData:
     def tickets(self, event: Event) -> Iterator[Ticket]:
         """The event's tickets in seat-map order: one per allocated seat, priced by tier."""
         event_id, currency = event.id, event.currency
-        for section, row in _allocated_rows(self.venue(event), event):
+        for section, row, first in _allocated_rows(self.venue(event), event):
             price = event.prices[section.price_tier]
             prefix = f"{section.name}/{row.label}/"
-            for seat in range(1, row.seats + 1):
+            for seat in range(first, first + row.seats):
                 label = str(seat)
                 yield Ticket(
                     uuid.uuid5(event_id, prefix + label),
@@ -164,26 +176,44 @@ class DemoData:
                 )
 
 
-def _allocated_rows(venue: Venue, event: Event) -> list[tuple[Section, SeatRow]]:
-    """The (section, row) pairs on sale, in seat-map order.
+STANDING_BLOCK = 40  # a standing section's places are allocated in blocks of this many
 
-    The whole house, or for an allocation whole rows taken round-robin over the sections
-    (first row of every section, then second rows, ...) until the allocation is reached, so
-    a small event still offers every price tier.
+
+def ticket_rows(section: Section) -> list[tuple[SeatRow, int]]:
+    """A section's rows with the number of their first seat: its rows from 1, or for a
+    standing section blocks of places (row label "", places numbered on across blocks)."""
+    if not section.standing_capacity:
+        return [(row, 1) for row in section.rows]
+    blocks = []
+    for first in range(1, section.standing_capacity + 1, STANDING_BLOCK):
+        blocks.append(
+            (SeatRow("", min(STANDING_BLOCK, section.standing_capacity - first + 1)), first)
+        )
+    return blocks
+
+
+def _allocated_rows(venue: Venue, event: Event) -> list[tuple[Section, SeatRow, int]]:
+    """The (section, row, first seat number) triples on sale, in seat-map order.
+
+    The whole house, or for an allocation whole rows (standing: blocks of places) taken
+    round-robin over the sections (first row of every section, then second rows, ...) until
+    the allocation is reached, so a small event still offers every price tier.
     """
+    rows = {section.name: ticket_rows(section) for section in venue.sections}
     if event.ticket_allocation is None:
-        return [(section, row) for section in venue.sections for row in section.rows]
-    chosen: set[tuple[str, str]] = set()
+        return [(s, row, first) for s in venue.sections for row, first in rows[s.name]]
+    chosen: set[tuple[str, int]] = set()
     total = 0
-    depth = max(len(section.rows) for section in venue.sections)
+    depth = max(len(r) for r in rows.values())
     for index in range(depth):
         for section in venue.sections:
-            if index < len(section.rows) and total < event.ticket_allocation:
-                chosen.add((section.name, section.rows[index].label))
-                total += section.rows[index].seats
+            mine = rows[section.name]
+            if index < len(mine) and total < event.ticket_allocation:
+                chosen.add((section.name, index))
+                total += mine[index][0].seats
     return [
-        (section, row)
+        (section, row, first)
         for section in venue.sections
-        for row in section.rows
-        if (section.name, row.label) in chosen
+        for index, (row, first) in enumerate(rows[section.name])
+        if (section.name, index) in chosen
     ]

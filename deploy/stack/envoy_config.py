@@ -304,6 +304,14 @@ def routes(jwt: JwtSettings) -> list[Data]:
             "0s",
             idle_timeout="3600s",
         ),
+        # So has the seat map's live availability (gRPC, gRPC-Web and its REST form, routed
+        # by the gRPC path the transcoder gives it).
+        _route(
+            {"path": "/ticketing.catalog.v1.CatalogService/WatchAvailability"},
+            "catalog",
+            "0s",
+            idle_timeout="3600s",
+        ),
         # Every service of the mesh, with its own timeout. REST calls are routed here too, by
         # their gRPC path, once the transcoder has rewritten them.
         *(

@@ -42,11 +42,16 @@ def one_event_per_venue(data: DemoData) -> list[Event]:
 
 
 def seats_of(venue: Venue) -> set[tuple[str, str, str]]:
+    """Every seat of the map; a standing section's places have no row ("", place number)."""
     return {
         (section.name, row.label, str(seat))
         for section in venue.sections
         for row in section.rows
         for seat in range(1, row.seats + 1)
+    } | {
+        (section.name, "", str(place))
+        for section in venue.sections
+        for place in range(1, section.standing_capacity + 1)
     }
 
 
@@ -153,11 +158,26 @@ def test_seat_maps_are_well_formed(full: DemoData) -> None:
         for section in document["sections"]:
             assert section["name"] and section["price_tier"] in PRICE_TIERS
             labels = [row["label"] for row in section["rows"]]
+            if "standing_capacity" in section:
+                assert not labels and section["standing_capacity"] > 0, venue.name
+                continue
             assert labels and len(labels) == len(set(labels)), (venue.name, section["name"])
             assert all(isinstance(r["seats"], int) and r["seats"] > 0 for r in section["rows"])
         assert venue.capacity == sum(
-            row["seats"] for section in document["sections"] for row in section["rows"]
+            section.get("standing_capacity", 0) + sum(row["seats"] for row in section["rows"])
+            for section in document["sections"]
         )
+
+
+def test_stadiums_have_a_standing_floor_and_clubs_standing_room(full: DemoData) -> None:
+    for venue in full.venues:
+        standing = [s.name for s in venue.sections if s.standing_capacity]
+        if venue.kind == "stadium":
+            assert standing == [f"Floor {c}" for c in "ABCDEF"], venue.name
+        elif venue.kind == "club":
+            assert standing == ["General Admission"], venue.name
+        else:
+            assert not standing, venue.name
 
 
 def test_venues_are_real_places(full: DemoData) -> None:

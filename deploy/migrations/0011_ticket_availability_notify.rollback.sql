@@ -1,0 +1,2 @@
+DROP TRIGGER tickets_notify_availability ON tickets;
+DROP FUNCTION tickets_notify_availability();

@@ -1,0 +1,179 @@
+"""WatchAvailability's fan-out with an in-memory source and feed: snapshots as runs in seat
+order, coalescing, lapsed holds read again at their expiry, resync, watcher bookkeeping."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+from collections.abc import AsyncIterator, Sequence
+
+import pytest
+
+from catalog_svc.availability import (
+    AvailabilityHub,
+    FeedItem,
+    Resync,
+    SeatStates,
+    TicketState,
+    Update,
+    expand_runs,
+    seat_order,
+)
+from catalog_svc.domain import Row, SeatMap, Section
+from ticketing_common.errors import NotFound
+
+SEAT_MAP = SeatMap(
+    (
+        Section("Stalls", "premium", (Row("A", 3), Row("B", 2))),
+        Section("Floor", "standard", (), standing_capacity=2),
+    )
+)
+
+
+def tickets() -> list[TicketState]:
+    seats = [("Stalls", r, str(n)) for r, c in (("A", 3), ("B", 2)) for n in range(1, c + 1)]
+    seats += [("Floor", "", "1"), ("Floor", "", "2")]
+    return [TicketState(f"{s}/{r}/{n}", s, r, n, "available") for s, r, n in seats]
+
+
+def encode(update: Update) -> bytes:
+    return json.dumps(
+        {
+            "snapshot": None
+            if update.snapshot is None
+            else {s.section: expand_runs(s.runs) for s in update.snapshot},
+            "changes": sorted((c.id, c.status) for c in update.changes),
+        }
+    ).encode()
+
+
+class FakeSource:
+    def __init__(self) -> None:
+        self.rows = {t.id: t for t in tickets()}
+        self.reads: list[list[str]] = []
+
+    def set(self, ticket_id: str, status: str, expires: dt.datetime | None = None) -> None:
+        old = self.rows[ticket_id]
+        self.rows[ticket_id] = TicketState(old.id, old.section, old.row, old.seat, status, expires)
+
+    async def event_tickets(self, event_id: str) -> tuple[SeatMap, list[TicketState]]:
+        if event_id != "e1":
+            raise NotFound("no event")
+        return SEAT_MAP, list(reversed(list(self.rows.values())))
+
+    async def ticket_states(self, event_id: str, ids: Sequence[str]) -> list[TicketState]:
+        self.reads.append(list(ids))
+        now = dt.datetime.now(dt.UTC)
+        out = []
+        for i in ids:
+            t = self.rows[i]
+            if t.status == "held" and t.hold_expire_time and t.hold_expire_time <= now:
+                t = TicketState(t.id, t.section, t.row, t.seat, "available")
+            out.append(t)
+        return out
+
+
+class FakeFeed:
+    def __init__(self) -> None:
+        self.items: asyncio.Queue[FeedItem] = asyncio.Queue()
+
+    async def changes(self) -> AsyncIterator[FeedItem]:
+        while True:
+            yield await self.items.get()
+
+
+def test_snapshot_runs_follow_the_seat_map_order() -> None:
+    ordered = seat_order(SEAT_MAP, reversed(tickets()))
+    assert [t.id for t in ordered][:5] == [
+        "Stalls/A/1",
+        "Stalls/A/2",
+        "Stalls/A/3",
+        "Stalls/B/1",
+        "Stalls/B/2",
+    ]
+    states = SeatStates(ordered)
+    changed = states.apply([TicketState("Stalls/A/2", "Stalls", "A", "2", "held")])
+    assert [c.id for c in changed] == ["Stalls/A/2"]
+    snapshot = {s.section: s.runs for s in states.snapshot()}
+    assert snapshot["Stalls"] == (("available", 1), ("held", 1), ("available", 3))
+    assert snapshot["Floor"] == (("available", 2),)
+    # The same status again is no change; an unknown ticket is ignored.
+    assert states.apply([TicketState("Stalls/A/2", "Stalls", "A", "2", "held")]) == []
+    assert states.apply([TicketState("x", "Stalls", "Z", "9", "held")]) == []
+
+
+async def _next(stream: AsyncIterator[bytes]) -> dict[str, object]:
+    return json.loads(await asyncio.wait_for(stream.__anext__(), 5))
+
+
+def _hub(source: FakeSource, feed: FakeFeed, counts: list[int]) -> AvailabilityHub:
+    return AvailabilityHub(
+        source, feed, encode, coalesce_seconds=0.2, linger_seconds=0.0, on_watchers=counts.append
+    )
+
+
+async def test_changes_reach_every_watcher_coalesced_and_watchers_are_counted() -> None:
+    source, feed, counts = FakeSource(), FakeFeed(), []
+    hub = _hub(source, feed, counts)
+    await hub.start()
+    streams = [hub.watch("e1") for _ in range(3)]
+    firsts = [await _next(s) for s in streams]
+    assert all(f["snapshot"] == firsts[0]["snapshot"] for f in firsts)
+    assert hub.watchers == 3
+    # A burst of changes inside one window arrives as one message (after the first).
+    for ticket_id in ("Stalls/A/1", "Stalls/A/2", "Stalls/A/3", "Floor//1"):
+        source.set(ticket_id, "held", dt.datetime.now(dt.UTC) + dt.timedelta(hours=1))
+        await feed.items.put(("e1", [ticket_id]))
+        await asyncio.sleep(0.01)
+    seen: set[str] = set()
+    messages = 0
+    while len(seen) < 4:
+        got = await _next(streams[0])
+        messages += 1
+        seen |= {c[0] for c in got["changes"]}  # type: ignore[union-attr]
+    assert messages <= 2
+    # Another event's notifications are not read for this one.
+    await feed.items.put(("e2", ["Stalls/B/1"]))
+    for s in streams:
+        await s.aclose()
+    assert hub.watchers == 0 and counts[-1] == 0
+    await hub.close()
+
+
+async def test_a_hold_that_lapses_is_read_again_at_its_expiry() -> None:
+    source, feed, counts = FakeSource(), FakeFeed(), []
+    source.set("Stalls/B/2", "held", dt.datetime.now(dt.UTC) + dt.timedelta(seconds=0.3))
+    hub = _hub(source, feed, counts)
+    await hub.start()
+    stream = hub.watch("e1")
+    first = await _next(stream)
+    assert first["snapshot"]["Stalls"][4] == "held"  # type: ignore[index]
+    # Nobody writes; the hub reads the ticket again when its hold is due.
+    got = await _next(stream)
+    assert got["changes"] == [["Stalls/B/2", "available"]]
+    await stream.aclose()
+    await hub.close()
+
+
+async def test_after_a_resync_missed_changes_are_sent() -> None:
+    source, feed, counts = FakeSource(), FakeFeed(), []
+    hub = _hub(source, feed, counts)
+    await hub.start()
+    stream = hub.watch("e1")
+    await _next(stream)
+    source.set("Stalls/A/3", "booked")  # its notification was lost
+    await feed.items.put(Resync())
+    got = await _next(stream)
+    assert got["changes"] == [["Stalls/A/3", "booked"]]
+    await stream.aclose()
+    await hub.close()
+
+
+async def test_an_unknown_event_fails_the_watch() -> None:
+    hub = _hub(FakeSource(), FakeFeed(), [])
+    await hub.start()
+    with pytest.raises(NotFound):
+        await _next(hub.watch("nope"))
+    assert hub.watchers == 0
+    await hub.close()
