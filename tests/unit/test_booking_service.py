@@ -512,6 +512,7 @@ class FakePayments:
         self.charges: dict[str, tuple[str, int, str]] = {}  # key -> (intent id, amount, booking)
         self.answers: dict[str, PaymentResult] = {}
         self.refunds: dict[str, str] = {}  # intent id -> refund id
+        self.calls = 0  # charge requests sent, whether the provider deduplicated them or not
         self.while_charging: Callable[[], None] = lambda: None
 
     async def charge(
@@ -523,6 +524,7 @@ class FakePayments:
         idempotency_key: str,
         metadata: dict[str, str],
     ) -> PaymentResult:
+        self.calls += 1
         if idempotency_key in self.answers:
             return self.answers[idempotency_key]
         intent = f"pi_{len(self.answers) + 1}"
@@ -693,16 +695,17 @@ async def test_a_refused_hold_with_a_request_id_can_be_retried_once_the_seat_is_
 async def test_a_queued_sale_needs_an_admission_for_this_user_and_event(world):
     event_id, seats = world.store.add_event(queue=True)
     other_event, _ = world.store.add_event(queue=True)
-    refused = [
-        ReserveTickets((seats[0],)),
-        ReserveTickets((seats[0],), admission_token=token("bea", event_id)),
-        ReserveTickets((seats[0],), admission_token=token("ana", other_event)),
-        ReserveTickets((seats[0],), admission_token="not-a-token"),
-    ]
-    for command in refused:
+    refused = {  # the buyer is told what is wrong with what they sent
+        "": "join it to get an admission",
+        token("bea", event_id): "another user or another event",
+        token("ana", other_event): "another user or another event",
+        "not-a-token": "not valid",
+    }
+    for sent, told in refused.items():
         with pytest.raises(PermissionDenied) as err:
-            await world.service.reserve("ana", command)
-        assert err.value.reason == "NOT_ADMITTED", command
+            await world.service.reserve("ana", ReserveTickets((seats[0],), admission_token=sent))
+        assert err.value.reason == "NOT_ADMITTED"
+        assert told in err.value.message, (told, err.value.message)
     assert world.store.seat(seats[0]).status == "available" and world.locks.owners == {}
     admitted = ReserveTickets((seats[0],), admission_token=token("ana", event_id))
     assert (await world.service.reserve("ana", admitted)).event_id == event_id
@@ -920,3 +923,45 @@ async def test_bookings_are_listed_newest_first_a_page_at_a_time(world):
     rest = await world.service.list("ana", (last.create_time.isoformat(), last.id), 2)
     assert [b.id for b in rest.bookings] == [made[0]] and not rest.more
     assert (await world.service.list("bea", None, 2)).bookings == []
+
+
+async def test_a_confirm_retried_after_a_recorded_charge_sells_without_asking_again(
+    world, monkeypatch
+):
+    _, seats = world.store.add_event()
+    await world.service.reserve("ana", ReserveTickets((seats[0],)))
+
+    async def gone(self: FakeTx, booking_id: str) -> tuple[int, int, str | None]:
+        raise ConnectionError("the booking process died before the sale")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(FakeTx, "sell", gone)
+        with pytest.raises(ConnectionError):
+            await world.service.confirm("ana", ConfirmBooking((seats[0],), CARD, request_id="q"))
+    booking = await world.service.confirm("ana", ConfirmBooking((seats[0],), CARD, request_id="q"))
+    assert booking.status is BookingStatus.CONFIRMED
+    # The payment was recorded as taken: the provider is not asked again (the local fake
+    # Stripe would charge twice, it ignores idempotency keys).
+    assert world.payments.calls == 1
+    assert world.money_without_ticket() == []
+
+
+async def test_a_webhook_finds_a_payment_whose_answer_was_lost_by_its_booking(world, monkeypatch):
+    _, seats = world.store.add_event()
+    await world.service.reserve("ana", ReserveTickets((seats[0],)))
+
+    async def database_gone(self: FakeTx, *args: object, **kwargs: object) -> None:
+        raise ConnectionError("the booking process died after the charge")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(FakeTx, "record_payment", database_gone)
+        with pytest.raises(ConnectionError):
+            await world.service.confirm("ana", ConfirmBooking((seats[0],), CARD))
+    ((intent, _, booking_id),) = world.payments.charges.values()
+    payload = json.dumps({"type": "succeeded", "id": intent, "booking_id": booking_id})
+    await world.service.webhook(payload.encode(), "t=1,v1=valid")
+    assert world.store.seat(seats[0]).status == "booked"
+    booking = world.store.booking_now(booking_id)
+    assert booking is not None and booking.payment is not None
+    assert booking.payment.provider_payment_id == intent
+    assert world.money_without_ticket() == []
