@@ -6,6 +6,10 @@ Order of effects in a confirm, chosen so that a crash anywhere loses neither a s
 3. one transaction turns the held seats into sold ones if they are still this booking's holds;
    otherwise the payment is refunded and the buyer told so.
 A Stripe webhook for a payment whose client went away runs step 3 for it.
+
+The use cases take and return domain values (``booking_svc.domain``; ``mapping.py`` turns them
+into protos) and reach Postgres, Redis and Stripe only through the ports of
+``booking_svc/ports.py`` (unit-tested with fakes in ``tests/unit/test_booking_service.py``).
 """
 
 from __future__ import annotations
