@@ -18,6 +18,7 @@ from ticketing_common.identity import caller_from_metadata
 from ticketing_common.pagination import (
     decode_page_token,
     encode_page_token,
+    invalid_page_token,
     page_size,
     parse_id,
 )
@@ -35,11 +36,7 @@ def _cursor(key: list[Any] | None) -> tuple[str, str] | None:
     if key is None:
         return None
     if len(key) != 2:
-        raise InvalidArgument(
-            "page_token is malformed or belongs to a different query",
-            reason=Reason.INVALID_PAGE_TOKEN,
-            metadata={"field": "page_token"},
-        )
+        raise invalid_page_token()
     return str(key[0]), str(key[1])
 
 

@@ -596,6 +596,21 @@ def world() -> World:
     return World(clock, store, locks, payments, pages, service)
 
 
+async def confirm_dies_in(
+    step: str, world: World, monkeypatch: pytest.MonkeyPatch, command: ConfirmBooking
+) -> None:
+    """Ana's confirm, with the booking process dying in ``step`` (a transaction's statement):
+    what was committed before stays, that transaction is rolled back."""
+
+    async def died(self: FakeTx, *args: object, **kwargs: object) -> None:
+        raise ConnectionError(f"the booking process died in {step}")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(FakeTx, step, died)
+        with pytest.raises(ConnectionError):
+            await world.service.confirm("ana", command)
+
+
 def token(user_id: str, event_id: str) -> str:
     expire = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=10)
     return admission.sign(KEY, user_id=user_id, event_id=event_id, expire_time=expire)
@@ -856,13 +871,7 @@ async def test_a_crash_after_the_charge_is_finished_by_the_retry_without_chargin
     _, seats = world.store.add_event()
     await world.service.reserve("ana", ReserveTickets((seats[0],)))
 
-    async def database_gone(self: FakeTx, *args: object, **kwargs: object) -> None:
-        raise ConnectionError("the booking process died after the charge")
-
-    with monkeypatch.context() as patch:
-        patch.setattr(FakeTx, "record_payment", database_gone)
-        with pytest.raises(ConnectionError):
-            await world.service.confirm("ana", ConfirmBooking((seats[0],), CARD))
+    await confirm_dies_in("record_payment", world, monkeypatch, ConfirmBooking((seats[0],), CARD))
     assert len(world.payments.charges) == 1 and world.store.seat(seats[0]).status == "held"
     booking = await world.service.confirm("ana", ConfirmBooking((seats[0],), CARD))
     assert booking.status is BookingStatus.CONFIRMED
@@ -893,13 +902,7 @@ async def test_a_webhook_settles_a_payment_whose_buyer_went_away(world, monkeypa
     _, seats = world.store.add_event()
     await world.service.reserve("ana", ReserveTickets((seats[0],)))
 
-    async def gone(self: FakeTx, booking_id: str) -> tuple[int, int, str | None]:
-        raise ConnectionError("the booking process died before the sale")
-
-    with monkeypatch.context() as patch:
-        patch.setattr(FakeTx, "sell", gone)
-        with pytest.raises(ConnectionError):
-            await world.service.confirm("ana", ConfirmBooking((seats[0],), CARD))
+    await confirm_dies_in("sell", world, monkeypatch, ConfirmBooking((seats[0],), CARD))
     assert world.money_without_ticket() != []  # paid, not yet sold: the webhook must finish it
     ((intent, _, booking_id),) = world.payments.charges.values()
     with pytest.raises(InvalidArgument) as err:
@@ -931,13 +934,9 @@ async def test_a_confirm_retried_after_a_recorded_charge_sells_without_asking_ag
     _, seats = world.store.add_event()
     await world.service.reserve("ana", ReserveTickets((seats[0],)))
 
-    async def gone(self: FakeTx, booking_id: str) -> tuple[int, int, str | None]:
-        raise ConnectionError("the booking process died before the sale")
-
-    with monkeypatch.context() as patch:
-        patch.setattr(FakeTx, "sell", gone)
-        with pytest.raises(ConnectionError):
-            await world.service.confirm("ana", ConfirmBooking((seats[0],), CARD, request_id="q"))
+    await confirm_dies_in(
+        "sell", world, monkeypatch, ConfirmBooking((seats[0],), CARD, request_id="q")
+    )
     booking = await world.service.confirm("ana", ConfirmBooking((seats[0],), CARD, request_id="q"))
     assert booking.status is BookingStatus.CONFIRMED
     # The payment was recorded as taken: the provider is not asked again (the local fake
@@ -950,13 +949,7 @@ async def test_a_webhook_finds_a_payment_whose_answer_was_lost_by_its_booking(wo
     _, seats = world.store.add_event()
     await world.service.reserve("ana", ReserveTickets((seats[0],)))
 
-    async def database_gone(self: FakeTx, *args: object, **kwargs: object) -> None:
-        raise ConnectionError("the booking process died after the charge")
-
-    with monkeypatch.context() as patch:
-        patch.setattr(FakeTx, "record_payment", database_gone)
-        with pytest.raises(ConnectionError):
-            await world.service.confirm("ana", ConfirmBooking((seats[0],), CARD))
+    await confirm_dies_in("record_payment", world, monkeypatch, ConfirmBooking((seats[0],), CARD))
     ((intent, _, booking_id),) = world.payments.charges.values()
     payload = json.dumps({"type": "succeeded", "id": intent, "booking_id": booking_id})
     await world.service.webhook(payload.encode(), "t=1,v1=valid")
