@@ -29,9 +29,14 @@ MAX_TICKETS_PER_ORDER = 10
 
 
 def ticket_ids(first: str, more: Iterable[str]) -> list[str]:
+    """The distinct ticket ids of a request naming a first ticket and more, canonical."""
+    return canonical_ticket_ids([first, *more] if first else list(more))
+
+
+def canonical_ticket_ids(requested: Iterable[str]) -> list[str]:
     """The distinct ticket ids of a request, canonical, in the order given."""
     seen: dict[str, None] = {}
-    for raw in [first, *more] if first else list(more):
+    for raw in requested:
         try:
             seen.setdefault(str(uuid.UUID(raw)), None)
         except (ValueError, AttributeError, TypeError):
@@ -130,6 +135,37 @@ class HoldOutcome(enum.Enum):
     UNKNOWN_PRICE_TIER = "UNKNOWN_PRICE_TIER"
     UNKNOWN_SECTION = "UNKNOWN_SECTION"
     NO_ADJACENT_SEATS = "NO_ADJACENT_SEATS"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Hold:
+    """A seat Postgres holds for the buyer."""
+
+    ticket_id: str
+    price_minor: int
+    currency: str
+    hold_expire_time: dt.datetime
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class HoldDecision:
+    """What the ``hold_tickets`` function decided, with the facts that explain a refusal."""
+
+    outcome: HoldOutcome
+    window: SaleWindow | None
+    already_mine: int
+    holds: list[Hold]
+    # For TICKET_UNAVAILABLE: the seats of the order that could have been had.
+    obtainable: list[str]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class BestDecision:
+    """What the ``hold_best_available`` function decided (the seats it picked, in seat order)."""
+
+    decision: HoldDecision
+    # For NO_ADJACENT_SEATS and TICKET_UNAVAILABLE: the available seats matching the order.
+    seats_remaining: int
 
 
 def hold_refused(
@@ -316,3 +352,145 @@ def refunded_after_lost_hold(refund_id: str) -> FailedPrecondition:
         reason=Reason.PAYMENT_REFUNDED,
         metadata={"refund_id": refund_id},
     )
+
+
+# --- the values the use cases take and return (booking_svc/mapping.py translates them) -------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Money:
+    currency: str
+    amount_minor: int
+
+
+class ReservationState(enum.Enum):
+    HELD = "held"
+    CANCELLED = "cancelled"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Reservation:
+    """Seats held for a buyer (or, once cancelled, given back)."""
+
+    ticket_ids: tuple[str, ...]
+    event_id: str
+    user_id: str
+    state: ReservationState
+    # Set while held: when the first of the holds lapses, and what the seats cost.
+    expire_time: dt.datetime | None = None
+    total: Money | None = None
+
+
+def held_reservation(user_id: str, event_id: str, holds: Sequence[Hold]) -> Reservation:
+    return Reservation(
+        ticket_ids=tuple(h.ticket_id for h in holds),
+        event_id=event_id,
+        user_id=user_id,
+        state=ReservationState.HELD,
+        expire_time=min(h.hold_expire_time for h in holds),
+        total=Money(holds[0].currency, sum(h.price_minor for h in holds)),
+    )
+
+
+class BookingStatus(enum.Enum):
+    PENDING = "pending"
+    CONFIRMED = "confirmed"
+    CANCELLED = "cancelled"
+    REFUNDED = "refunded"
+
+
+class PaymentStatus(enum.Enum):
+    REQUIRES_ACTION = "requires_action"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    REFUNDED = "refunded"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Payment:
+    """The latest payment attempt of a booking."""
+
+    id: str
+    provider_payment_id: str | None
+    status: PaymentStatus
+    refund_id: str | None = None
+    failure_reason: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Booking:
+    id: str
+    user_id: str
+    event_id: str
+    status: BookingStatus
+    total: Money
+    ticket_ids: tuple[str, ...]
+    create_time: dt.datetime
+    confirm_time: dt.datetime | None = None
+    payment: Payment | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PaymentRecord:
+    """A payment attempt as the use cases need it."""
+
+    id: str
+    booking_id: str
+    provider_payment_id: str | None
+    status: PaymentStatus
+
+
+class PaymentEventKind(enum.Enum):
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PaymentEvent:
+    """A verified notification of the payment provider about one of its payments."""
+
+    kind: PaymentEventKind
+    provider_payment_id: str
+    # The booking the payment was made for, as told to the provider when charging.
+    booking_id: str | None
+
+
+# Commands: what a buyer asks for, as read from the request (not yet checked: the use cases
+# apply the rules above to them).
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ReserveTickets:
+    ticket_ids: tuple[str, ...]
+    admission_token: str = ""
+    request_id: str = ""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ReserveBestAvailable:
+    event_id: str
+    quantity: int
+    price_tier: str = ""
+    section: str = ""
+    admission_token: str = ""
+    request_id: str = ""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ConfirmBooking:
+    ticket_ids: tuple[str, ...]
+    payment_method_id: str
+    request_id: str = ""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CancelReservation:
+    ticket_ids: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class BookingsPage:
+    """One page of a user's bookings, newest first; ``more`` if older ones follow."""
+
+    bookings: list[Booking]
+    more: bool

@@ -13,17 +13,35 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import cast
 
 import stripe
+from stripe.params import PaymentIntentCreateParams
 
-from booking_svc.domain import PaymentOutcome, PaymentResult
+from booking_svc.domain import PaymentEvent, PaymentEventKind, PaymentOutcome, PaymentResult
+from booking_svc.ports import WebhookSignatureInvalid
 from ticketing_common.errors import Unavailable
 
 log = logging.getLogger("booking.payments")
 
 
+# The notifications booking acts on: a payment whose client went away is settled from them.
+_EVENT_KINDS = {
+    "payment_intent.succeeded": PaymentEventKind.SUCCEEDED,
+    "payment_intent.payment_failed": PaymentEventKind.FAILED,
+}
+
+
 class StripePayments:
-    def __init__(self, api_key: str, api_base: str, *, timeout_seconds: float = 20.0) -> None:
+    def __init__(
+        self,
+        api_key: str,
+        api_base: str,
+        *,
+        webhook_secret: str = "",
+        timeout_seconds: float = 20.0,
+    ) -> None:
+        self._webhook_secret = webhook_secret
         self._client = stripe.StripeClient(
             api_key,
             base_addresses={"api": api_base},
@@ -53,15 +71,18 @@ class StripePayments:
         metadata: dict[str, str],
     ) -> PaymentResult:
         try:
+            # payment_method_types is no longer in the SDK's typed parameters, but Stripe still
+            # takes it and the local fake needs it.
+            params = {
+                "amount": amount_minor,
+                "currency": currency.lower(),
+                "payment_method": payment_method_id,
+                "confirm": True,
+                "metadata": metadata,
+                "payment_method_types": ["card"],
+            }
             intent = self._client.v1.payment_intents.create(
-                params={
-                    "amount": amount_minor,
-                    "currency": currency.lower(),
-                    "payment_method": payment_method_id,
-                    "confirm": True,
-                    "metadata": metadata,
-                    "payment_method_types": ["card"],
-                },
+                params=cast(PaymentIntentCreateParams, params),
                 options={"idempotency_key": idempotency_key},
             )
         except stripe.CardError as exc:
@@ -77,8 +98,9 @@ class StripePayments:
         if intent.status == "succeeded":
             return PaymentResult(PaymentOutcome.SUCCEEDED, intent.id)
         reason = ""
-        if getattr(intent, "last_payment_error", None):
-            reason = intent.last_payment_error.message or ""
+        error = getattr(intent, "last_payment_error", None)
+        if error:
+            reason = error.message or ""
         return PaymentResult(PaymentOutcome.DECLINED, intent.id, reason or intent.status)
 
     async def refund(self, provider_payment_id: str, idempotency_key: str) -> str:
@@ -95,5 +117,14 @@ class StripePayments:
             log.error("refund of %s failed: %s", provider_payment_id, exc)
             raise Unavailable("the refund could not be issued yet; it will be retried") from exc
 
-    def verify_webhook(self, payload: bytes, signature: str, secret: str) -> stripe.Event:
-        return stripe.Webhook.construct_event(payload, signature, secret)
+    def verify_webhook(self, payload: bytes, signature: str) -> PaymentEvent | None:
+        try:
+            event = stripe.Webhook.construct_event(payload, signature, self._webhook_secret)
+        except (stripe.SignatureVerificationError, ValueError) as exc:
+            raise WebhookSignatureInvalid(str(exc)) from exc
+        kind = _EVENT_KINDS.get(event.type)
+        if kind is None:
+            return None
+        intent = event.data.object.to_dict()
+        booking_id = (intent.get("metadata") or {}).get("booking_id")
+        return PaymentEvent(kind, str(intent["id"]), str(booking_id) if booking_id else None)

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import AsyncIterator, Iterator, Sequence
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
@@ -20,29 +21,27 @@ import psycopg
 from psycopg import AsyncConnection, errors
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from booking_svc.domain import BestSeatsOrder, HeldTicket, HoldOutcome, SaleWindow
+from booking_svc.domain import (
+    BestDecision,
+    BestSeatsOrder,
+    Booking,
+    BookingStatus,
+    HeldTicket,
+    Hold,
+    HoldDecision,
+    HoldOutcome,
+    Money,
+    Payment,
+    PaymentRecord,
+    PaymentStatus,
+    Reservation,
+    ReservationState,
+    ReserveBestAvailable,
+    ReserveTickets,
+    SaleWindow,
+)
 from ticketing_common.errors import Unavailable
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Hold:
-    ticket_id: str
-    price_minor: int
-    currency: str
-    hold_expire_time: dt.datetime
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class HoldDecision:
-    """What the ``hold_tickets`` function decided, with the facts that explain a refusal."""
-
-    outcome: HoldOutcome
-    window: SaleWindow | None
-    already_mine: int
-    holds: list[Hold]
-    # For TICKET_UNAVAILABLE: the seats of the order that could have been had.
-    obtainable: list[str]
-
+from ticketing_common.idempotency import run_once
 
 # One statement: the user's lock, the checks and the conditional update (migration 0006).
 _HOLD_TICKETS = """
@@ -69,15 +68,6 @@ def _decision(row: Sequence[Any] | None) -> HoldDecision:
         else []
     )
     return HoldDecision(HoldOutcome(outcome), window, int(already or 0), holds, list(ids or []))
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class BestDecision:
-    """What the ``hold_best_available`` function decided (the seats it picked, in seat order)."""
-
-    decision: HoldDecision
-    # For NO_ADJACENT_SEATS and TICKET_UNAVAILABLE: the available seats matching the order.
-    seats_remaining: int
 
 
 # One statement: the user's lock, the checks, the pick and the hold (migration 0007).
@@ -108,24 +98,6 @@ def _best_decision(row: Sequence[Any] | None) -> BestDecision:
     return BestDecision(_decision(row[:11]), int(row[11] or 0))
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class BookingRecord:
-    id: str
-    user_id: str
-    event_id: str
-    status: str
-    total_minor: int
-    currency: str
-    ticket_ids: list[str]
-    create_time: dt.datetime
-    confirm_time: dt.datetime | None
-    payment_id: str | None
-    provider_payment_id: str | None
-    payment_status: str | None
-    refund_id: str | None
-    failure_reason: str | None
-
-
 _BOOKING_SELECT = """
     SELECT b.id::text, b.user_id, b.event_id::text, b.status, b.total_minor, b.currency,
            coalesce(array_agg(bt.ticket_id::text ORDER BY bt.ticket_id)
@@ -149,8 +121,63 @@ class _HoldLost(Exception):
         self.sold = sold
 
 
-def _record(row: Sequence[Any]) -> BookingRecord:
-    return BookingRecord(*row)
+def _booking(row: Sequence[Any]) -> Booking:
+    """A row of ``_BOOKING_SELECT``: the booking, its tickets and its latest payment."""
+    payment_id, provider_payment_id, payment_status, refund_id, failure_reason = row[9:14]
+    payment = None
+    if payment_id:
+        payment = Payment(
+            payment_id,
+            provider_payment_id,
+            PaymentStatus(payment_status),
+            refund_id,
+            failure_reason,
+        )
+    return Booking(
+        id=row[0],
+        user_id=row[1],
+        event_id=row[2],
+        status=BookingStatus(row[3]),
+        total=Money(row[5], row[4]),
+        ticket_ids=tuple(row[6]),
+        create_time=row[7],
+        confirm_time=row[8],
+        payment=payment,
+    )
+
+
+# The AIP-155 replay store keeps a reservation as JSON, and tells requests apart by a hash of
+# the command (every field of it, as the buyer sent it).
+def _fingerprint(command: ReserveTickets | ReserveBestAvailable) -> bytes:
+    fields = dataclasses.asdict(command)
+    return json.dumps([type(command).__name__, fields], sort_keys=True).encode()
+
+
+def _encode(reservation: Reservation) -> bytes:
+    total = reservation.total
+    return json.dumps(
+        {
+            "ticket_ids": list(reservation.ticket_ids),
+            "event_id": reservation.event_id,
+            "user_id": reservation.user_id,
+            "state": reservation.state.value,
+            "expire_time": reservation.expire_time.isoformat() if reservation.expire_time else None,
+            "total": [total.currency, total.amount_minor] if total else None,
+        }
+    ).encode()
+
+
+def _decode(payload: bytes) -> Reservation:
+    data = json.loads(payload)
+    expire, total = data["expire_time"], data["total"]
+    return Reservation(
+        ticket_ids=tuple(data["ticket_ids"]),
+        event_id=data["event_id"],
+        user_id=data["user_id"],
+        state=ReservationState(data["state"]),
+        expire_time=dt.datetime.fromisoformat(expire) if expire else None,
+        total=Money(total[0], int(total[1])) if total else None,
+    )
 
 
 @contextmanager
@@ -182,7 +209,7 @@ class BookingRepository:
                     async with conn.transaction():
                         yield BookingTx(conn)
 
-    async def booking(self, booking_id: str) -> BookingRecord | None:
+    async def booking(self, booking_id: str) -> Booking | None:
         async with self.transaction() as tx:
             return await tx.booking(booking_id)
 
@@ -222,7 +249,7 @@ class BookingRepository:
 
     async def bookings_of(
         self, user_id: str, before: tuple[str, str] | None, limit: int
-    ) -> list[BookingRecord]:
+    ) -> list[Booking]:
         clause, params = "b.user_id = %s", [user_id]
         if before is not None:
             clause += " AND (b.create_time, b.id) < (%s::timestamptz, %s::uuid)"
@@ -233,14 +260,37 @@ class BookingRepository:
                 " ORDER BY b.create_time DESC, b.id DESC LIMIT %s",
                 [*params, limit],
             )
-            return [_record(r) for r in await cur.fetchall()]
+            return [_booking(r) for r in await cur.fetchall()]
 
 
 class BookingTx:
     """Statements inside one transaction."""
 
-    def __init__(self, conn: AsyncConnection) -> None:
+    def __init__(self, conn: AsyncConnection[Any]) -> None:
         self.conn = conn
+
+    async def once(
+        self,
+        *,
+        user_id: str,
+        method: str,
+        request: ReserveTickets | ReserveBestAvailable,
+        action: Callable[[], Awaitable[Reservation]],
+    ) -> Reservation:
+        """``action`` once per (user, method, request_id), within this transaction."""
+
+        async def run() -> bytes:
+            return _encode(await action())
+
+        payload = await run_once(
+            self.conn,
+            user_id=user_id,
+            method=method,
+            request_id=request.request_id,
+            request=_fingerprint(request),
+            action=run,
+        )
+        return _decode(payload)
 
     async def hold_tickets(
         self,
@@ -293,13 +343,13 @@ class BookingTx:
         )
         return [HeldTicket(*r) for r in await cur.fetchall()]
 
-    async def booking_for_request(self, user_id: str, request_id: str) -> BookingRecord | None:
+    async def booking_for_request(self, user_id: str, request_id: str) -> Booking | None:
         cur = await self.conn.execute(
             f"{_BOOKING_SELECT} WHERE b.user_id = %s AND b.request_id = %s {_BOOKING_GROUP}",
             (user_id, request_id),
         )
         row = await cur.fetchone()
-        return _record(row) if row else None
+        return _booking(row) if row else None
 
     async def pending_booking_of(self, user_id: str, ticket_ids: Sequence[str]) -> str | None:
         """The user's pending booking that already covers exactly these held tickets."""
@@ -349,8 +399,8 @@ class BookingTx:
 
     async def start_payment(
         self, booking_id: str, idempotency_key: str, amount_minor: int, currency: str
-    ) -> tuple[str, str | None, str]:
-        """The payment row for this attempt: (payment id, provider id if known, status)."""
+    ) -> PaymentRecord:
+        """The payment row for this attempt (the same row again for the same key)."""
         cur = await self.conn.execute(
             """
             INSERT INTO payments (booking_id, idempotency_key, amount_minor, currency, status)
@@ -362,13 +412,13 @@ class BookingTx:
         )
         row = await cur.fetchone()
         assert row is not None
-        return row[0], row[1], row[2]
+        return PaymentRecord(row[0], booking_id, row[1], PaymentStatus(row[2]))
 
     async def record_payment(
         self,
         payment_id: str,
         provider_payment_id: str | None,
-        status: str,
+        status: PaymentStatus,
         failure_reason: str = "",
     ) -> None:
         await self.conn.execute(
@@ -377,7 +427,7 @@ class BookingTx:
                 status = %s, failure_reason = nullif(%s, '')
             WHERE id = %s
             """,
-            (provider_payment_id, status, failure_reason, payment_id),
+            (provider_payment_id, status.value, failure_reason, payment_id),
         )
 
     async def sell(self, booking_id: str) -> tuple[int, int, str | None]:
@@ -440,27 +490,25 @@ class BookingTx:
         )
         return [r[0] for r in await cur.fetchall()]
 
-    async def payment_by_provider_id(self, provider_payment_id: str) -> tuple[str, str, str] | None:
+    async def payment_by_provider_id(self, provider_payment_id: str) -> PaymentRecord | None:
+        return await self._payment("provider_payment_id = %s", provider_payment_id)
+
+    async def payment_by_booking(self, booking_id: str) -> PaymentRecord | None:
+        """The booking's latest payment."""
+        return await self._payment("booking_id = %s", booking_id)
+
+    async def _payment(self, clause: str, value: str) -> PaymentRecord | None:
         cur = await self.conn.execute(
-            "SELECT id::text, booking_id::text, status FROM payments"
-            " WHERE provider_payment_id = %s",
-            (provider_payment_id,),
+            "SELECT id::text, booking_id::text, provider_payment_id, status FROM payments"
+            f" WHERE {clause} ORDER BY create_time DESC LIMIT 1",
+            (value,),
         )
         row = await cur.fetchone()
-        return (row[0], row[1], row[2]) if row else None
+        return PaymentRecord(row[0], row[1], row[2], PaymentStatus(row[3])) if row else None
 
-    async def payment_by_booking(self, booking_id: str) -> tuple[str, str | None, str] | None:
-        cur = await self.conn.execute(
-            "SELECT id::text, provider_payment_id, status FROM payments WHERE booking_id = %s"
-            " ORDER BY create_time DESC LIMIT 1",
-            (booking_id,),
-        )
-        row = await cur.fetchone()
-        return (row[0], row[1], row[2]) if row else None
-
-    async def booking(self, booking_id: str) -> BookingRecord | None:
+    async def booking(self, booking_id: str) -> Booking | None:
         cur = await self.conn.execute(
             f"{_BOOKING_SELECT} WHERE b.id = %s {_BOOKING_GROUP}", (booking_id,)
         )
         row = await cur.fetchone()
-        return _record(row) if row else None
+        return _booking(row) if row else None
