@@ -14,7 +14,7 @@ from typing import Any
 
 from ticketing_common import mesh
 
-from . import gateway, probes, prometheus
+from . import gateway, ha, probes, prometheus
 from .ports import HOST, instances
 from .postgres import Cluster
 from .proc import ProcessSpec
@@ -38,6 +38,10 @@ class Component:
     # Runs before every start (render a config, create the cluster...).
     prepare: Callable[[], None] | None = None
     extra_ports: dict[str, int] = field(default_factory=dict)
+    # Runs once it has exited (died or stopped), before anything else (a Patroni node's fence).
+    on_exit: Callable[[], None] | None = None
+    # A restart waits at least this long (a Patroni node: until its leader lock expired).
+    restart_delay: float = 0.0
 
     def ports(self) -> dict[str, int]:
         return {self.name: self.port} | self.extra_ports
@@ -88,23 +92,31 @@ def service_env(config: StackConfig, state: StateDir, name: str) -> dict[str, st
     ports = config.ports
     secrets = stripe_secrets(state)
     peers = ",".join(f"{service}={HOST}:{ports.of(comp)}" for service, comp in MESH.items())
-    return dict(os.environ) | {
-        "TICKETING_LISTEN": f"{HOST}:{ports.of(name)}",
-        "TICKETING_METRICS_LISTEN": f"{HOST}:{ports.of(name + '-metrics')}",
-        # The processes of one service sum their figures here (ticketing_common.metrics).
-        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir(state, name)),
-        "TICKETING_DATABASE_URL": config.database_url,
-        "TICKETING_REDIS_URL": config.redis_url,
-        "TICKETING_SEARCH_URL": config.search_url,
-        "TICKETING_SEARCH_ENGINE": config.search_engine,
-        "TICKETING_STRIPE_API_BASE": config.stripe_api_base,
-        "TICKETING_STRIPE_API_KEY": secrets.api_key,
-        "TICKETING_STRIPE_WEBHOOK_SECRET": secrets.webhook_secret,
-        "TICKETING_ADMISSION_KEY": admission_key(state),
-        "TICKETING_PEERS": peers,
-        "TICKETING_STATE_DIR": str(state.root),
-        "PYTHONUNBUFFERED": "1",
+    sentinels = {
+        "TICKETING_REDIS_SENTINELS": ",".join(config.redis_sentinels),
+        "TICKETING_REDIS_MASTER_NAME": ha.MASTER_NAME,
     }
+    return (
+        dict(os.environ)
+        | (sentinels if config.ha else {})
+        | {
+            "TICKETING_LISTEN": f"{HOST}:{ports.of(name)}",
+            "TICKETING_METRICS_LISTEN": f"{HOST}:{ports.of(name + '-metrics')}",
+            # The processes of one service sum their figures here (ticketing_common.metrics).
+            "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir(state, name)),
+            "TICKETING_DATABASE_URL": config.database_url,
+            "TICKETING_REDIS_URL": config.redis_url,
+            "TICKETING_SEARCH_URL": config.search_url,
+            "TICKETING_SEARCH_ENGINE": config.search_engine,
+            "TICKETING_STRIPE_API_BASE": config.stripe_api_base,
+            "TICKETING_STRIPE_API_KEY": secrets.api_key,
+            "TICKETING_STRIPE_WEBHOOK_SECRET": secrets.webhook_secret,
+            "TICKETING_ADMISSION_KEY": admission_key(state),
+            "TICKETING_PEERS": peers,
+            "TICKETING_STATE_DIR": str(state.root),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
 
 
 def build(
@@ -124,30 +136,12 @@ def build(
 
         return make
 
-    components = [
-        Component(
-            name="postgres",
-            port=ports.of("postgres"),
-            spec=spec(
-                "postgres",
-                cluster.server_argv,
-                user=cluster.user,
-                cwd=cluster.data_dir,
-                stop_signal=signal.SIGINT,  # fast shutdown
-                stop_timeout=30.0,
-                death_signal=signal.SIGINT,
-                signal_group=False,
-            ),
-            probe=probes.postgres(cluster.admin_dsn()),
-            ready_timeout=60.0,
-            prepare=prepare_postgres,
-        ),
-        Component(
-            name="redis",
-            port=ports.of("redis"),
-            spec=spec("redis", lambda: redis_argv(config, state)),
-            probe=probes.redis(HOST, ports.of("redis")),
-        ),
+    components = (
+        _ha_data_tier(config, state, spec)
+        if config.ha
+        else _single_data_tier(config, state, cluster, prepare_postgres, spec)
+    )
+    components += [
         Component(
             name="search-engine",
             port=ports.of("search-engine"),
@@ -237,6 +231,104 @@ def build(
             },
         )
     )
+    return components
+
+
+Spec = Callable[..., Callable[[], ProcessSpec]]
+
+
+def _single_data_tier(
+    config: StackConfig,
+    state: StateDir,
+    cluster: Cluster,
+    prepare_postgres: Callable[[], None],
+    spec: Spec,
+) -> list[Component]:
+    """One Postgres, one Redis: the default, small and fast."""
+    ports = config.ports
+    return [
+        Component(
+            name="postgres",
+            port=ports.of("postgres"),
+            spec=spec(
+                "postgres",
+                cluster.server_argv,
+                user=cluster.user,
+                cwd=cluster.data_dir,
+                stop_signal=signal.SIGINT,  # fast shutdown
+                stop_timeout=30.0,
+                death_signal=signal.SIGINT,
+                signal_group=False,
+            ),
+            probe=probes.postgres(cluster.admin_dsn()),
+            ready_timeout=60.0,
+            prepare=prepare_postgres,
+        ),
+        Component(
+            name="redis",
+            port=ports.of("redis"),
+            spec=spec("redis", lambda: redis_argv(config, state)),
+            probe=probes.redis(HOST, ports.of("redis")),
+        ),
+    ]
+
+
+def _ha_data_tier(config: StackConfig, state: StateDir, spec: Spec) -> list[Component]:
+    """etcd, two Patroni nodes, two Redis nodes and three Sentinels (deploy/stack/ha.py)."""
+    ports = config.ports
+    user = Cluster(state, ports.of("postgres")).user
+    components = [
+        Component(
+            name="etcd",
+            port=ports.of("etcd"),
+            spec=spec("etcd", lambda: ha.etcd_argv(state, ports)),
+            probe=probes.http_json(f"http://{HOST}:{ports.of('etcd')}/health"),
+            extra_ports={"etcd-peer": ports.of("etcd-peer")},
+        )
+    ]
+    for i, node in enumerate(ha.POSTGRES_NODES):
+        components.append(
+            Component(
+                name=node,
+                port=ports.of(node),
+                spec=spec(
+                    node,
+                    lambda node=node: ha.patroni_argv(state, node),
+                    user=user,
+                    cwd=ha.node_dir(state, node),
+                    env=dict(os.environ) | {"PYTHONUNBUFFERED": "1"},
+                    stop_timeout=60.0,
+                    # The supervisor gone: Patroni stops its Postgres and hands over the lock.
+                    death_signal=signal.SIGTERM,
+                ),
+                probe=ha.patroni_probe(
+                    ports, node, writable_url=ha.admin_url(ports) if i == 0 else None
+                ),
+                ready_timeout=120.0,
+                prepare=lambda node=node: ha.prepare_patroni(state, ports, node, user),
+                extra_ports={f"{node}-rest": ha.rest_port(ports, node)},
+                on_exit=lambda node=node: ha.fence(state, node),
+                restart_delay=ha.RESTART_DELAY,
+            )
+        )
+    for node in ha.REDIS_NODES:
+        components.append(
+            Component(
+                name=node,
+                port=ports.of(node),
+                spec=spec(node, lambda node=node: ha.redis_node_argv(state, ports, node)),
+                probe=probes.redis(HOST, ports.of(node)),
+            )
+        )
+    for name in ha.SENTINELS:
+        components.append(
+            Component(
+                name=name,
+                port=ports.of(name),
+                spec=spec(name, lambda name=name: ha.sentinel_argv(state, ports, name)),
+                probe=probes.redis(HOST, ports.of(name)),
+            )
+        )
     return components
 
 
