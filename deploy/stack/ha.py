@@ -60,7 +60,9 @@ SENTINELS = ("redis-sentinel-1", "redis-sentinel-2", "redis-sentinel-3")
 TTL = 20
 LOOP_WAIT = 2
 RETRY_TIMEOUT = 8
-RESTART_DELAY = float(TTL + 2 * LOOP_WAIT)
+# A dead node is restarted only when its lock has surely expired and the standby had its turn:
+# etcd's lease runs TTL from the last renewal, and the standby notices on its next loop.
+RESTART_DELAY = float(2 * TTL + 2 * LOOP_WAIT)
 PROBE_TIMEOUT = 2.0
 
 
@@ -164,6 +166,8 @@ def patroni_config(state: StateDir, ports: Ports, node: str) -> dict[str, Any]:
                 "synchronous_mode_strict": False,
                 "synchronous_node_count": 1,
                 "postgresql": {
+                    # The old primary comes back as a replica, rewound to where the timelines
+                    # forked (or copied afresh when that fails, see below).
                     "use_pg_rewind": True,
                     "use_slots": True,
                     "parameters": {
@@ -201,6 +205,8 @@ def patroni_config(state: StateDir, ports: Ports, node: str) -> dict[str, Any]:
             # A new standby copies the primary at once (the default spread checkpoint would
             # make it wait minutes for the next one).
             "basebackup": [{"checkpoint": "fast"}],
+            "remove_data_directory_on_rewind_failure": True,
+            "remove_data_directory_on_diverged_timelines": True,
             "authentication": {
                 "superuser": {"username": "postgres"},
                 "replication": {"username": "postgres"},
@@ -212,7 +218,8 @@ def patroni_config(state: StateDir, ports: Ports, node: str) -> dict[str, Any]:
                 f"host replication all {HOST}/32 trust",
             ],
             "parameters": {
-                "unix_socket_directories": "''",
+                # TCP only (Patroni quotes the value itself).
+                "unix_socket_directories": "",
                 "shared_buffers": "128MB",
                 "timezone": "UTC",
                 "log_timezone": "UTC",
@@ -289,20 +296,36 @@ def _get_json(url: str) -> tuple[int, dict[str, Any]]:
 
 
 def patroni_probe(ports: Ports, node: str, *, writable_url: str | None = None) -> Any:
-    """Healthy when the node's Postgres runs (Patroni's /health); with ``writable_url``, also
-    when the cluster has a primary that takes writes (the first node: migrations follow)."""
-    url = f"http://{HOST}:{rest_port(ports, node)}/health"
+    """Healthy when the node serves its role: the primary running, or a replica streaming from
+    it and holding the CDC slot (Patroni restarts a replica once to load the copied slot: until
+    then it is not ready). With ``writable_url`` (the first node, migrations follow), the
+    cluster must also have a primary that takes writes."""
+    url = f"http://{HOST}:{rest_port(ports, node)}/patroni"
 
     def check() -> str | None:
+        import psycopg
+
         try:
-            code, body = _get_json(url)
+            _, body = _get_json(url)
         except (OSError, ValueError) as exc:
             return f"patroni {url}: {exc}"
-        if code != 200:
-            return f"patroni: postgres {body.get('state', 'not running')} (HTTP {code})"
+        role, state = body.get("role"), body.get("state", "not running")
+        if state != "running":
+            return f"patroni: postgres {state}"
+        if role not in ("primary", "master"):
+            if body.get("replication_state") != "streaming":
+                return f"patroni: a replica, {body.get('replication_state') or 'not streaming'}"
+            try:
+                dsn = f"postgresql://postgres@{HOST}:{ports.of(node)}/postgres"
+                with psycopg.connect(dsn, connect_timeout=2, autocommit=True) as conn:
+                    held = conn.execute(
+                        "SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (CDC_SLOT,)
+                    ).fetchone()
+            except psycopg.Error as exc:
+                return f"replica: {str(exc).strip().splitlines()[0]}"
+            if held is None:
+                return f"a replica without the CDC slot {CDC_SLOT} yet"
         if writable_url is not None:
-            import psycopg
-
             try:
                 with psycopg.connect(writable_url, connect_timeout=2, autocommit=True) as conn:
                     conn.execute("SELECT 1")
