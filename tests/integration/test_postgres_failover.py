@@ -367,3 +367,50 @@ def test_the_primary_dies_mid_sale_the_standby_takes_over_and_nothing_is_lost(ha
         f"{' (and rebuilt the index)' if rebuilt else ''}, index == Postgres {converged:.1f} s"
         f" after the race; {old} back as {roles[old]}"
     )
+
+
+# --- Redis under Sentinel, supervised --------------------------------------------------------
+
+
+def _redis_roles(ha_stack: HaStack) -> dict[str, str | None]:
+    return {node: ha.redis_role(ha_stack.ports.of(node)) for node in ha.REDIS_NODES}
+
+
+def test_the_redis_primary_dies_a_sentinel_promotes_the_replica_and_it_rejoins_as_replica(
+    ha_stack,
+):
+    import redis
+
+    roles = _redis_roles(ha_stack)
+    old = next(n for n, r in roles.items() if r == "primary")
+    other = next(n for n in ha.REDIS_NODES if n != old)
+    key = f"ha-test-{uuid.uuid4().hex[:8]}"
+    with redis.Redis(port=ha_stack.ports.of(old), socket_timeout=5) as primary:
+        primary.set(key, "kept")
+        assert primary.execute_command("WAIT", 1, 5000) >= 1  # on the replica too
+    pid = int(ha_stack.component(old)["pid"])
+    os.kill(pid, signal.SIGKILL)
+    killed_at = time.monotonic()
+    deadline = killed_at + 60
+    # Promoted, and the Sentinels say so (they announce it just after the replica took over).
+    while ha.redis_role(ha_stack.ports.of(other)) != "primary" or ha.current_primary_port(
+        ha_stack.ports
+    ) != ha_stack.ports.of(other):
+        assert time.monotonic() < deadline, f"{other} was not promoted: {_redis_roles(ha_stack)}"
+        time.sleep(0.2)
+    promoted = time.monotonic() - killed_at
+    with redis.Redis(port=ha_stack.ports.of(other), socket_timeout=5) as primary:
+        assert primary.get(key) == b"kept"
+    # The supervisor restarts the dead node; asked, the Sentinels make it the new replica.
+    deadline = time.monotonic() + 120
+    while _redis_roles(ha_stack) != {old: "replica", other: "primary"}:
+        assert time.monotonic() < deadline, f"{old} did not rejoin: {_redis_roles(ha_stack)}"
+        time.sleep(0.5)
+    rows = status_rows(ha_stack)
+    assert (rows[old]["role"], rows[other]["role"]) == ("replica", "primary")
+    print(
+        f"\nredis failover under --ha: {old} (pid {pid}) SIGKILLed, {other} promoted by the"
+        f" Sentinels {promoted:.1f} s later, a replicated key kept; {old} restarted by the"
+        f" supervisor as its replica (status: {old} {rows[old]['role']}, {other}"
+        f" {rows[other]['role']})"
+    )
