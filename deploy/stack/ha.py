@@ -295,6 +295,31 @@ def _get_json(url: str) -> tuple[int, dict[str, Any]]:
         return exc.code, {}
 
 
+def settle_cdc_slot(ports: Ports, timeout: float = 60.0) -> None:
+    """At the stack's start, before the standby is copied: move the CDC slot (which Patroni
+    created when the database appeared) up to now. The standby's copy of the slot must find on
+    the standby the WAL it starts from, and a base backup only holds WAL from its own start; a
+    slot still at the cluster's first segment is copied, cannot be advanced there, and Patroni
+    keeps a standby whose slots are not in sync from being promoted. Harmless to the index: the
+    engine is in memory and the worker rebuilds it from Postgres at every start."""
+    import time
+
+    import psycopg
+
+    deadline = time.monotonic() + timeout
+    with psycopg.connect(admin_url(ports, DATABASE), autocommit=True, connect_timeout=5) as conn:
+        while not conn.execute(
+            "SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (CDC_SLOT,)
+        ).fetchone():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"Patroni did not create the slot {CDC_SLOT}")
+            time.sleep(0.5)
+        advance = "SELECT pg_replication_slot_advance(%s, pg_current_wal_lsn())"
+        conn.execute(advance, (CDC_SLOT,))
+        conn.execute("CHECKPOINT")
+        conn.execute(advance, (CDC_SLOT,))
+
+
 def patroni_probe(ports: Ports, node: str, *, writable_url: str | None = None) -> Any:
     """Healthy when the node serves its role: the primary running, or a replica streaming from
     it and holding the CDC slot (Patroni restarts a replica once to load the copied slot: until
