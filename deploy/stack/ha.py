@@ -315,9 +315,19 @@ def settle_cdc_slot(ports: Ports, timeout: float = 60.0) -> None:
                 raise RuntimeError(f"Patroni did not create the slot {CDC_SLOT}")
             time.sleep(0.5)
         advance = "SELECT pg_replication_slot_advance(%s, pg_current_wal_lsn())"
-        conn.execute(advance, (CDC_SLOT,))
-        conn.execute("CHECKPOINT")
-        conn.execute(advance, (CDC_SLOT,))
+        for step in ("advance", "checkpoint", "advance"):
+            while True:
+                try:
+                    if step == "advance":
+                        conn.execute(advance, (CDC_SLOT,))
+                    else:
+                        conn.execute("CHECKPOINT")
+                    break
+                except psycopg.errors.ObjectInUse:
+                    # Patroni's session that just created it may hold it a moment longer.
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.5)
 
 
 def patroni_probe(ports: Ports, node: str, *, writable_url: str | None = None) -> Any:

@@ -125,12 +125,14 @@ def status_rows(ha_stack: HaStack) -> dict[str, dict]:
 
 
 def test_status_shows_every_node_of_the_data_tier_with_its_pid_and_role(ha_stack):
-    # A primary and a synchronous standby (a node that just rejoined may take a moment).
+    # A primary and a synchronous standby (a node that just rejoined, or whose copy of the CDC
+    # slot Patroni refreshes with a restart, may take a moment).
     deadline = time.monotonic() + 120
     while True:
         rows = status_rows(ha_stack)
         pg = sorted(rows[n]["role"] or "" for n in ha.POSTGRES_NODES)
-        if pg == ["leader", "sync standby"] or time.monotonic() > deadline:
+        settled = all(rows[n]["healthy"] for n in ha.POSTGRES_NODES)
+        if (pg == ["leader", "sync standby"] and settled) or time.monotonic() > deadline:
             break
         time.sleep(2)
     assert pg == ["leader", "sync standby"], pg
