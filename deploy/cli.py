@@ -1,6 +1,7 @@
 """`ticketing`: run the whole platform on this machine.
 
     ticketing up [--detach] [--demo-data full|small|none] [--gateway-port 8080] [--port-base 7100]
+                 [--ha | --no-ha] [--replicas N] [--search-engine auto|elasticsearch|opensearch]
                  [--jwks-url URL --jwt-issuer ISSUER --jwt-audience AUDIENCE]
     ticketing status | down | logs [component] [-f] [-n N]
     ticketing token --user NAME [--role operator] [--ttl SECONDS] [--audience A]
@@ -29,7 +30,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from deploy.stack import certs, control, gateway, keys, proc, prometheus
+from deploy.stack import certs, control, gateway, ha, keys, proc, prometheus
 from deploy.stack.components import build
 from deploy.stack.ports import HOST, MAX_REPLICAS, REPLICATED, Ports, instances
 from deploy.stack.postgres import Cluster
@@ -90,6 +91,8 @@ def _config_for_up(args: argparse.Namespace, state: StateDir) -> StackConfig:
         config.search_engine = args.search_engine
     if getattr(args, "replicas", None) is not None:
         config.replicas = args.replicas
+    if getattr(args, "ha", None) is not None:
+        config.ha = args.ha
     return config
 
 
@@ -215,7 +218,14 @@ def print_endpoints(state: StateDir, config: StackConfig) -> None:
     table.add_row("web client", f"http://{gw}/  (open it in a browser)")
     table.add_row("envoy admin", f"http://{HOST}:{ports.of('envoy-admin')}")
     table.add_row("postgres", config.database_url)
-    table.add_row("redis", config.redis_url)
+    if config.ha:
+        table.add_row(
+            "redis",
+            f"Sentinels {','.join(config.redis_sentinels)} (master name {ha.MASTER_NAME})",
+        )
+        table.add_row("etcd", f"http://{HOST}:{ports.of('etcd')}  (Patroni's DCS)")
+    else:
+        table.add_row("redis", config.redis_url)
     table.add_row("search engine", config.search_url)
     table.add_row("fake stripe", config.stripe_api_base)
     for service in ("catalog", "search", "booking", "queue", "cdc-worker"):
@@ -303,9 +313,11 @@ def cmd_status(args: argparse.Namespace, state: StateDir) -> int:
     running = pid is not None and snapshot.get("state") == "running"
     probes = _probes(state, config) if snapshot.get("components") else {}
     if getattr(args, "json", False):
-        return _status_json(snapshot, probes, pid, running)
+        roles = _roles(config, snapshot) if pid is not None else {}
+        return _status_json(snapshot, probes, pid, running, roles)
+    roles = _roles(config, snapshot) if pid is not None else {}
     table = Table(title=_status_title(snapshot, pid), caption=f"state in {state.root}")
-    for column in ("component", "status", "pid", "port", "healthy", "why"):
+    for column in ("component", "status", "pid", "port", "role", "healthy", "why"):
         table.add_column(column)
     healthy_all = running
     for item in snapshot.get("components", []):
@@ -316,6 +328,7 @@ def cmd_status(args: argparse.Namespace, state: StateDir) -> int:
             item.get("status", "?") if pid else "not running",
             str(item.get("pid") or "-") if pid else "-",
             _ports_cell(item),
+            roles.get(item["name"], ""),
             "[green]yes[/]" if healthy else "[red]no[/]",
             why or "",
         )
@@ -341,6 +354,7 @@ def _status_json(
     probes: dict[str, Callable[[], str | None]],
     pid: int | None,
     running: bool,
+    roles: dict[str, str],
 ) -> int:
     """``ticketing status --json``: the table's facts, for scripts."""
     rows = []
@@ -360,6 +374,7 @@ def _status_json(
                 "pid": item.get("pid") if pid else None,
                 "port": item.get("port"),
                 "ports": item.get("ports", {}),
+                "role": roles.get(name),
                 "healthy": healthy,
                 "why": why or None,
             }
@@ -367,6 +382,15 @@ def _status_json(
     state = snapshot.get("state", "not running") if pid else "not running"
     print(json.dumps({"state": state, "supervisor_pid": pid, "components": rows}, indent=2))
     return 0 if healthy_all else 1
+
+
+def _roles(config: StackConfig, snapshot: dict[str, Any]) -> dict[str, str]:
+    """The data tier's nodes and their current roles (under --ha: primary / replica /
+    sentinel for Redis, leader / sync standby / replica for Postgres; else primary)."""
+    names = [str(item["name"]) for item in snapshot.get("components", [])]
+    if snapshot.get("ha", config.ha):
+        return ha.node_roles(config.ports, names)
+    return {name: "primary" for name in ("postgres", "redis") if name in names}
 
 
 def _replicas(value: str) -> int:
@@ -422,6 +446,9 @@ def cmd_down(args: argparse.Namespace, state: StateDir) -> int:
             err_console.print(f"the supervisor did not stop in time and was killed (pid {pid})")
     for name in control.kill_leftovers(snapshot):
         err_console.print(f"killed a leftover {name}")
+    if snapshot.get("ha"):
+        for node in ha.POSTGRES_NODES:
+            ha.fence(state, node)
     busy = control.wait_ports_free(snapshot)
     if busy:
         err_console.print("[red]still listening after down:[/] " + ", ".join(busy))
@@ -540,6 +567,14 @@ def parser() -> argparse.ArgumentParser:
         type=_replicas,
         default=None,
         help=f"instances of each public service, 1-{MAX_REPLICAS} (default 1, then as stored)",
+    )
+    up.add_argument(
+        "--ha",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="the high-availability data tier: Postgres as a Patroni cluster (two nodes, a "
+        "synchronous standby, on etcd) and Redis under Sentinel (a primary, a replica, three "
+        "Sentinels); --no-ha goes back to one of each (default: off, then as stored)",
     )
     up.add_argument(
         "--search-engine",

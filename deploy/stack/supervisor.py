@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from types import FrameType
 from typing import Any, Literal
 
-from . import certs, gateway, keys, postgres
+from . import certs, gateway, ha, keys, postgres
 from .components import Component, build
 from .ports import HOST, PortInUseError, ensure_port_free, is_port_free
 from .postgres import Cluster
@@ -155,6 +155,8 @@ class Supervisor:
         try:
             keys.ensure_keys(self.state)
             certs.ensure_certs(self.state)
+            if self.config.ha:
+                ha.reset_sentinels(self.state)
             for run in self.runs:
                 self._start_first(run)
                 if run.name == "postgres":
@@ -190,6 +192,8 @@ class Supervisor:
                 continue
             log.info("stopping %s (pid %d)", run.name, run.proc.pid)
             run.exit_code = terminate(run.proc, run.spec)
+            if run.component.on_exit:
+                run.component.on_exit()
             run.status = "stopped"
             run.proc = None
             self._publish()
@@ -268,19 +272,28 @@ class Supervisor:
 
     def _after_postgres(self) -> None:
         """Create the database, apply migrations, seed a fresh database."""
+        ports = self.config.ports
+        admin = ha.admin_url(ports) if self.config.ha else self.cluster.admin_dsn()
         try:
-            fresh = postgres.ensure_database(self.cluster)
+            fresh = postgres.ensure_database(admin)
         except Exception as exc:
             raise StartError("postgres", f"cannot create the database: {exc}") from exc
         self._migrate()
         self._seed(fresh)
+        if self.config.ha:
+            try:
+                ha.settle_cdc_slot(ports)
+            except Exception as exc:
+                raise StartError("postgres", f"the CDC slot: {exc}") from exc
 
     def _migrate(self) -> None:
         from deploy.migrate import apply_migrations
 
         began = time.monotonic()
         try:
-            apply_migrations(self.config.database_url)
+            # yoyo reads one host only: under --ha, the current primary's.
+            url = ha.leader_url(self.config.ports) if self.config.ha else self.config.database_url
+            apply_migrations(url)
         except Exception as exc:
             raise StartError("migrations", f"{type(exc).__name__}: {exc}") from exc
         log.info("migrations applied (%.1f s)", time.monotonic() - began)
@@ -338,12 +351,15 @@ class Supervisor:
     def _schedule_restart(self, run: Running, code: int | None, now: float) -> None:
         if run.status == "running" and now - run.started_at > STABLE_AFTER:
             run.backoff = BACKOFF_START
+        if run.component.on_exit:
+            run.component.on_exit()
         run.exit_code = code
         run.proc = None
         run.restarts += 1
         run.status = "restarting"
-        run.next_start = now + run.backoff
-        run.detail = f"{describe_exit(code)}; restart #{run.restarts} in {run.backoff:.0f} s"
+        delay = max(run.backoff, run.component.restart_delay)
+        run.next_start = now + delay
+        run.detail = f"{describe_exit(code)}; restart #{run.restarts} in {delay:.0f} s"
         lines = "\n".join(tail(self.state.log_of(run.name), 5))
         log.error("%s %s\n%s", run.name, run.detail, lines)
         run.backoff = min(run.backoff * 2, BACKOFF_MAX)
@@ -376,6 +392,7 @@ class Supervisor:
             "state_dir": str(self.state.root),
             "gateway": self.config.gateway,
             "database_url": self.config.database_url,
+            "ha": self.config.ha,
             "components": [run.as_json() for run in self.runs],
         }
 
