@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from ticketing.catalog.v1 import catalog_pb2
 
-from deploy.stack import gateway, keys, webclient
+from deploy.stack import certs, gateway, keys, webclient
 from deploy.stack.state import StackConfig, StateDir
 from tests.integration.gateway_client import access_log, grpc_status, grpc_web, rest
 
@@ -305,6 +305,7 @@ def test_the_config_validates_without_the_descriptor_too(tmp_path, monkeypatch):
     state = StateDir(tmp_path / "state")
     state.create()
     keys.ensure_keys(state)
+    certs.ensure_certs(state)  # the gateway's client certificate, as `ticketing up` makes it
     rendered = gateway.write(
         StackConfig(gateway_port=18080, port_base=17100), state, keys.jwks_path(state)
     )
@@ -324,6 +325,7 @@ def test_a_production_issuer_is_configuration(tmp_path):
             audiences=("tickets-api",),
         ),
     )
+    certs.ensure_certs(state)
     rendered = gateway.write(
         StackConfig(gateway_port=18080, port_base=17100), state, keys.jwks_path(state)
     )

@@ -135,17 +135,7 @@ def test_every_manifest_matches_the_kubernetes_schema(
     kinds = sorted({doc["kind"] for doc in docs})
     print(f"{value_set}: {len(docs)} manifests ({', '.join(kinds)})")
     for doc in docs:
-        try:
-            kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
-        except kubernetes_validate.SchemaNotFoundError:
-            # A custom resource (an operator's CRD: cert-manager's Certificate...): the bundled
-            # schemas are Kubernetes' own, so it can only be a warning, never a pass.
-            assert "." in doc["apiVersion"].split("/")[0], doc["apiVersion"]
-            warnings.warn(
-                f"{doc['kind']}/{doc['metadata']['name']}: no schema (a CRD)", stacklevel=2
-            )
-        except kubernetes_validate.ValidationError as exc:
-            pytest.fail(f"{doc['kind']}/{doc['metadata']['name']}: {exc}")
+        _validate_manifest(doc)
 
 
 def test_each_service_has_a_deployment_and_services(
@@ -358,17 +348,7 @@ def test_gateway_config_is_the_rendered_template_and_envoy_accepts_it(
     # Envoy's own check, with this checkout's descriptor set in place of the pod's copy.
     descriptor = gateway.descriptor_path()
     assert descriptor.exists(), f"{descriptor} is missing (`make test` builds it with `make gen`)"
-    # And certificates of a development CA where the pod mounts the gateway's Secret (Envoy
-    # reads the files while it validates).
-    state = StateDir(tmp_path / "state")
-    certs.ensure_certs(state)
-    local = tmp_path / "envoy.yaml"
-    text = text.replace(gateway.KUBERNETES_DESCRIPTOR, str(descriptor))
-    text = text.replace(gateway.KUBERNETES_TLS_DIR, str(certs.tls_dir(state) / "gateway"))
-    text = text.replace(str(certs.tls_dir(state) / "gateway" / "ca.crt"), str(certs.ca_path(state)))
-    assert "/etc/ticketing" not in text
-    local.write_text(text)
-    gateway.validate(local)
+    _validate_locally(text, tmp_path)
 
 
 COLLECTOR = "http://otel-collector.observability:4318"
@@ -387,6 +367,33 @@ def _gateway_config(tmp_path: Path, **options: str) -> Path:
         )
     )
     return path
+
+
+def _validate_locally(text: str, tmp_path: Path) -> None:
+    """``envoy --mode validate`` of the chart's gateway config, with this checkout's descriptor
+    set in place of the pod's copy and certificates of a development CA where the pod mounts
+    the gateway's Secret (Envoy reads the files while it validates)."""
+    state = StateDir(tmp_path / "state")
+    certs.ensure_certs(state)
+    text = text.replace(gateway.KUBERNETES_DESCRIPTOR, str(gateway.descriptor_path()))
+    text = text.replace(gateway.KUBERNETES_TLS_DIR, str(certs.tls_dir(state) / "gateway"))
+    text = text.replace(str(certs.tls_dir(state) / "gateway" / "ca.crt"), str(certs.ca_path(state)))
+    assert "/etc/ticketing" not in text
+    local = tmp_path / "validate.yaml"
+    local.write_text(text)
+    gateway.validate(local)
+
+
+def _validate_manifest(doc: dict[str, Any]) -> None:
+    """One manifest against the Kubernetes schemas, strict; a custom resource (an operator's
+    CRD: cert-manager's Certificate...) has no bundled schema: a warning, never a pass."""
+    try:
+        kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+    except kubernetes_validate.SchemaNotFoundError:
+        assert "." in doc["apiVersion"].split("/")[0], doc["apiVersion"]
+        warnings.warn(f"{doc['kind']}/{doc['metadata']['name']}: no schema (a CRD)", stacklevel=2)
+    except kubernetes_validate.ValidationError as exc:
+        pytest.fail(f"{doc['kind']}/{doc['metadata']['name']}: {exc}")
 
 
 def _hcm(config: dict[str, Any], listener: str) -> dict[str, Any]:
@@ -411,7 +418,7 @@ def test_with_a_collector_every_process_and_the_gateway_trace(helm: Path, tmp_pa
     assert done.returncode == 0, done.stderr
     docs = [doc for doc in yaml.safe_load_all(done.stdout) if doc]
     for doc in docs:
-        kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+        _validate_manifest(doc)
     shared = of_kind(docs, "ConfigMap")["ticketing-config"]["data"]
     assert shared["OTEL_EXPORTER_OTLP_ENDPOINT"] == COLLECTOR
     for name in components.PACKAGES:
@@ -446,10 +453,7 @@ def test_with_a_collector_every_process_and_the_gateway_trace(helm: Path, tmp_pa
     }
     # The REST origin listener (the HTTP cache's) is internal: not traced, as locally.
     assert "tracing" not in _hcm(config, "rest-origin")
-    descriptor = gateway.descriptor_path()
-    local_copy = tmp_path / "validate.yaml"
-    local_copy.write_text(text.replace(gateway.KUBERNETES_DESCRIPTOR, str(descriptor)))
-    gateway.validate(local_copy)
+    _validate_locally(text, tmp_path)
 
 
 def test_tracing_values_and_the_gateway_config_must_agree(helm: Path, tmp_path: Path) -> None:
@@ -501,11 +505,7 @@ def test_the_operator_dashboard_route_needs_a_cluster_prometheus(tmp_path: Path)
         "address": "prometheus-operated.monitoring",
         "port_value": 9090,
     }
-    local_copy = tmp_path / "validate.yaml"
-    local_copy.write_text(
-        path.read_text().replace(gateway.KUBERNETES_DESCRIPTOR, str(gateway.descriptor_path()))
-    )
-    gateway.validate(local_copy)
+    _validate_locally(path.read_text(), tmp_path)
 
 
 @pytest.mark.parametrize(

@@ -19,6 +19,7 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import grpc
 import pytest
@@ -26,8 +27,11 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from ticketing.queue.v1 import queue_pb2 as Q
 from ticketing.queue.v1 import queue_pb2_grpc
 
+from deploy.stack import certs
+from deploy.stack.state import StateDir
 from queue_svc.adapters.redis_store import QueueStore
 from queue_svc.domain import Snapshot, Standing
+from tests.helpers import service_credentials
 from tests.integration.test_queue import queue_event
 from tests.redis_ha import free_port, sentinel_group
 from ticketing_common.errors import Unavailable
@@ -211,6 +215,7 @@ def test_the_queue_service_answers_unavailable_through_a_failover_and_follows_it
     serving = health_pb2.HealthCheckResponse.SERVING
     event_id = queue_event(catalog, operator, open_in=-60, rate=1, cap=1)
     catalog_peer = f"ticketing.catalog.v1.CatalogService=127.0.0.1:{stack.ports['catalog']}"
+    tls = certs.files_of(StateDir(Path(stack.state_dir)), "queue")
     with sentinel_group() as group:
         listen = f"127.0.0.1:{free_port()}"
         env = os.environ | {
@@ -222,8 +227,12 @@ def test_the_queue_service_answers_unavailable_through_a_failover_and_follows_it
             "TICKETING_REDIS_MASTER_NAME": group.master_name,
             "TICKETING_ADMISSION_KEY": "sentinel-test-key",
             "TICKETING_LOG_LEVEL": "WARNING",
-            # A process of the test's own on the loopback: no mutual TLS.
-            "TICKETING_PLAINTEXT": "true",
+            # The queue's certificate of the stack's CA: it asks the stack's catalog over
+            # mutual TLS, and the test calls it as the gateway would.
+            "TICKETING_TLS_CERT": str(tls.cert),
+            "TICKETING_TLS_KEY": str(tls.key),
+            "TICKETING_TLS_CA": str(tls.ca),
+            "TICKETING_PLAINTEXT": "false",
         }
         service = subprocess.Popen(
             [sys.executable, "-m", "queue_svc"],
@@ -232,7 +241,7 @@ def test_the_queue_service_answers_unavailable_through_a_failover_and_follows_it
             stderr=subprocess.PIPE,
         )
         try:
-            with grpc.insecure_channel(listen) as channel:
+            with grpc.secure_channel(listen, service_credentials(stack, certs.GATEWAY)) as channel:
                 health = health_pb2_grpc.HealthStub(channel)
                 deadline = time.monotonic() + 60
                 while True:

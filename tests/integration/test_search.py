@@ -59,6 +59,8 @@ def search(request, stack):
         "TICKETING_SEARCH_URL": stack.search_url,
         "TICKETING_SEARCH_ENGINE": request.param,
         "TICKETING_LOG_LEVEL": "WARNING",
+        # A process of the test's own on the loopback, called only by the test.
+        "TICKETING_PLAINTEXT": "true",
     }
     service = subprocess.Popen(
         [sys.executable, "-m", "search_svc"],

@@ -114,6 +114,7 @@ def test_the_image_leaves_the_embedded_stack_out() -> None:
         "grpcurl",
         "osmem_server",
         "localstripe",
+        "patroni",
     }
     assert len(stack["optional-dependencies"]["stack"]) == len(stack_modules)
     imports = re.compile(r"^\s*(?:from|import)\s+(\w+)", re.MULTILINE)
