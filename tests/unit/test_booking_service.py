@@ -980,9 +980,7 @@ async def test_holds_and_sales_are_counted_per_event_up_to_the_cap_then_as_other
     cap = 3
     monkeypatch.setattr(metrics, "_EVENT", BoundedLabel(cap=cap))
     events = [world.store.add_event(cap=2) for _ in range(cap + 1)]
-    before = {
-        e: counted("ticketing_holds_total", event_id=e, outcome="TAKEN") for e, _ in events
-    }
+    before = {e: counted("ticketing_holds_total", event_id=e, outcome="TAKEN") for e, _ in events}
     other = counted("ticketing_holds_total", event_id="other", outcome="TAKEN")
     other_refused = counted("ticketing_holds_total", event_id="other", outcome="LIMIT_EXCEEDED")
     sold = counted("ticketing_bookings_confirmed_total", event_id=events[0][0])
