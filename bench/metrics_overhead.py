@@ -6,6 +6,9 @@
 2. A real gRPC server on loopback, the shared bootstrap's interceptor included: unary calls per
    second with the metrics recorded, and with the recording replaced by a no-op, alternating
    rounds so both see the same machine.
+3. The hold path's own counters (``booking_svc/metrics.py``) per reservation taken: as they were
+   (``outcome`` only) and with the per-event label (``event_id`` through ``BoundedLabel``, 20
+   events in turn), each in a fresh interpreter, both registries; the ratio is to the former.
 
 Prints the figures and appends them to bench/RESULTS.md.
 
@@ -50,6 +53,49 @@ def recording_cost(multiprocess: bool) -> float:
         )
         out = subprocess.run(
             [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+        )
+    return float(out.stdout.strip())
+
+
+_HOLD_SNIPPET = """
+import time
+from prometheus_client import Counter
+from booking_svc import metrics
+n = {n}
+if {per_event}:
+    events = [f"event-{{i}}" for i in range(20)]
+    def hold(i):
+        event = metrics.event_label(events[i % 20])
+        metrics.HOLDS.labels(event, "TAKEN").inc()
+        metrics.TICKETS_HELD.labels(event).inc(2)
+else:  # the counters as they were before the event label
+    holds = Counter("bench_holds_total", "", ["outcome"])
+    held = Counter("bench_tickets_held_total", "")
+    def hold(i):
+        holds.labels("TAKEN").inc()
+        held.inc(2)
+t = time.perf_counter()
+for i in range(n):
+    hold(i)
+print((time.perf_counter() - t) / n * 1e6)
+"""
+
+
+def hold_counting_cost(per_event: bool, multiprocess: bool) -> float:
+    """Microseconds per reservation taken to count it, in a fresh interpreter."""
+    env = dict(os.environ)
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    with tempfile.TemporaryDirectory() as shared:
+        if multiprocess:
+            env["PROMETHEUS_MULTIPROC_DIR"] = shared
+        code = _HOLD_SNIPPET.format(n=CALLS * 5, per_event=per_event)
+        out = subprocess.run(
+            [sys.executable, "-c", code],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=ROOT,
         )
     return float(out.stdout.strip())
 
@@ -101,6 +147,13 @@ def main() -> None:
         off += asyncio.run(calls_per_second(False))
         on += asyncio.run(calls_per_second(True))
     on_rate, off_rate = statistics.median(on), statistics.median(off)
+    holds = {
+        (per_event, shared_mode): statistics.median(
+            hold_counting_cost(per_event, shared_mode) for _ in range(3)
+        )
+        for shared_mode in (False, True)
+        for per_event in (False, True)
+    }
     per_call_us = (1 / on_rate - 1 / off_rate) * 1e6
     stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
@@ -117,6 +170,17 @@ def main() -> None:
         f"| unary calls/s, metrics on | {on_rate:,.0f} |",
         f"| ratio on/off | {on_rate / off_rate:.1%} |",
         f"| cost per call, from the rates | {per_call_us:.1f} µs |",
+        "",
+        "The hold path's counters per reservation taken (holds + tickets held; median of 3"
+        " fresh interpreters), before and with the per-event `event_id` label:",
+        "",
+        "| registry | outcome only | with event_id | ratio |",
+        "| --- | ---: | ---: | ---: |",
+        *(
+            f"| {name} | {holds[(False, mode)]:.2f} µs | {holds[(True, mode)]:.2f} µs"
+            f" | {holds[(True, mode)] / holds[(False, mode)]:.2f}x |"
+            for name, mode in (("in-process", False), ("multiprocess (mmap)", True))
+        ),
         "",
     ]
     text = "\n".join(lines)

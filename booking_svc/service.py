@@ -67,6 +67,15 @@ log = logging.getLogger("booking")
 _SERVICE = "/ticketing.booking.v1.BookingService/"
 
 
+class _Seen:
+    """The event a call turned out to be for, once known: its metrics' ``event_id``."""
+
+    __slots__ = ("event_id",)
+
+    def __init__(self, event_id: str | None = None) -> None:
+        self.event_id = event_id
+
+
 class BookingService:
     def __init__(
         self,
@@ -95,16 +104,18 @@ class BookingService:
     # --- reserve -----------------------------------------------------------------------------
 
     async def reserve(self, user_id: str, command: ReserveTickets) -> Reservation:
+        seen = _Seen()
         try:
-            reservation = await self._reserve(user_id, command)
+            reservation = await self._reserve(user_id, command, seen)
         except Exception as exc:
-            metrics.HOLDS.labels(outcome_of(exc)).inc()
+            metrics.HOLDS.labels(metrics.event_label(seen.event_id), outcome_of(exc)).inc()
             raise
-        metrics.HOLDS.labels("TAKEN").inc()
-        metrics.TICKETS_HELD.inc(len(reservation.ticket_ids))
+        event = metrics.event_label(reservation.event_id)
+        metrics.HOLDS.labels(event, "TAKEN").inc()
+        metrics.TICKETS_HELD.labels(event).inc(len(reservation.ticket_ids))
         return reservation
 
-    async def _reserve(self, user_id: str, command: ReserveTickets) -> Reservation:
+    async def _reserve(self, user_id: str, command: ReserveTickets, seen: _Seen) -> Reservation:
         ids = canonical_ticket_ids(command.ticket_ids)
         blocked = await self._locks.take(user_id, ids)
         if blocked is not None:
@@ -117,6 +128,8 @@ class BookingService:
 
         async def hold(source: HoldSource) -> Reservation:
             decision = await source.hold_tickets(user_id, ids, self._hold_duration, admitted)
+            if decision.window is not None:
+                seen.event_id = decision.window.event_id
             return self._held(user_id, command.admission_token, ids, decision)
 
         try:
@@ -171,18 +184,25 @@ class BookingService:
     # --- reserve the best available seats ---------------------------------------------------
 
     async def reserve_best(self, user_id: str, command: ReserveBestAvailable) -> Reservation:
+        # Labelled by the event Postgres found, never by the request's word alone (made-up
+        # ids would fill the label's cap).
+        seen = _Seen()
         try:
-            reservation = await self._reserve_best(user_id, command)
+            reservation = await self._reserve_best(user_id, command, seen)
         except Exception as exc:
-            metrics.HOLDS.labels(outcome_of(exc)).inc()
-            metrics.BEST_AVAILABLE.labels(outcome_of(exc)).inc()
+            event = metrics.event_label(seen.event_id)
+            metrics.HOLDS.labels(event, outcome_of(exc)).inc()
+            metrics.BEST_AVAILABLE.labels(event, outcome_of(exc)).inc()
             raise
-        metrics.HOLDS.labels("TAKEN").inc()
-        metrics.BEST_AVAILABLE.labels("TAKEN").inc()
-        metrics.TICKETS_HELD.inc(len(reservation.ticket_ids))
+        event = metrics.event_label(reservation.event_id)
+        metrics.HOLDS.labels(event, "TAKEN").inc()
+        metrics.BEST_AVAILABLE.labels(event, "TAKEN").inc()
+        metrics.TICKETS_HELD.labels(event).inc(len(reservation.ticket_ids))
         return reservation
 
-    async def _reserve_best(self, user_id: str, command: ReserveBestAvailable) -> Reservation:
+    async def _reserve_best(
+        self, user_id: str, command: ReserveBestAvailable, seen: _Seen
+    ) -> Reservation:
         order = best_seats_order(
             command.event_id, command.quantity, command.price_tier, command.section
         )
@@ -192,6 +212,8 @@ class BookingService:
 
         async def hold(source: HoldSource) -> Reservation:
             best = await source.hold_best_available(user_id, order, self._hold_duration, admitted)
+            if best.decision.window is not None:
+                seen.event_id = best.decision.window.event_id
             return self._best_held(user_id, command.admission_token, order, best)
 
         reservation = await self._hold_once(user_id, "ReserveBestAvailable", command, hold)
@@ -237,15 +259,16 @@ class BookingService:
     # --- confirm -----------------------------------------------------------------------------
 
     async def confirm(self, user_id: str, command: ConfirmBooking) -> Booking:
+        seen = _Seen()
         try:
-            booking = await self._confirm(user_id, command)
+            booking = await self._confirm(user_id, command, seen)
         except Exception as exc:
-            metrics.CONFIRMS.labels(outcome_of(exc)).inc()
+            metrics.CONFIRMS.labels(metrics.event_label(seen.event_id), outcome_of(exc)).inc()
             raise
-        metrics.CONFIRMS.labels("CONFIRMED").inc()
+        metrics.CONFIRMS.labels(metrics.event_label(booking.event_id), "CONFIRMED").inc()
         return booking
 
-    async def _confirm(self, user_id: str, command: ConfirmBooking) -> Booking:
+    async def _confirm(self, user_id: str, command: ConfirmBooking, seen: _Seen) -> Booking:
         ids = canonical_ticket_ids(command.ticket_ids)
         method = command.payment_method_id.strip()
         if not method:
@@ -259,9 +282,13 @@ class BookingService:
                 if command.request_id
                 else None
             )
-            if existing is not None and existing.status is not BookingStatus.PENDING:
-                return existing  # a retry of a finished confirm
+            if existing is not None:
+                seen.event_id = existing.event_id
+                if existing.status is not BookingStatus.PENDING:
+                    return existing  # a retry of a finished confirm
             tickets = await tx.held_tickets(ids)
+            if tickets:
+                seen.event_id = tickets[0].event_id
             paid_already = (
                 existing is not None
                 and existing.payment is not None
@@ -319,7 +346,7 @@ class BookingService:
             booking = await tx.booking(booking_id)
         assert booking is not None
         if wanted and sold == wanted:
-            metrics.BOOKINGS_CONFIRMED.inc()
+            metrics.BOOKINGS_CONFIRMED.labels(metrics.event_label(event_id)).inc()
             await self._locks.release(booking.user_id, booking.ticket_ids)
             await self._changed(event_id)
             return booking

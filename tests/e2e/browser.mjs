@@ -208,6 +208,7 @@ async function dashboardState(page) {
       at: Date.now(),
       refreshes: Number(document.querySelector('[data-testid="dashboard"]').dataset.refreshes),
       holdsTaken: Number(document.querySelector('[data-testid="figure-holds-taken"]').dataset.value),
+      figuresScope: document.querySelector('[data-testid="figures-scope"]').dataset.scope,
       error: document.querySelector('[data-testid="dashboard-error"]').textContent,
       charts: Object.fromEntries(
         ["tickets", "waiting", "admitted", "holds", "latency", "cdc-lag"].map((id) => [id, chart(id)]),

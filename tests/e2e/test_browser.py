@@ -250,6 +250,8 @@ def test_an_operator_watches_a_sale_move_on_the_live_dashboard_and_pauses_the_qu
     )
     assert counted["taken"] > 0
     assert moved["holdsTaken"] > first["holdsTaken"]
+    # The figures are this event's own series (booking labels holds by event id).
+    assert moved["figuresScope"] == "event"
     assert moved["holds"]["points"] >= first["holds"]["points"] + 2
     assert moved["holds"]["values"]["taken"] > 0
     assert moved["tickets"]["values"]["held"] > first["tickets"]["values"].get("held", 0)

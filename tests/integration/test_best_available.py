@@ -409,10 +409,12 @@ def test_best_available_holds_are_counted_by_outcome(stack, catalog, operator, b
 
     assert delta("grpc_server_handled_total", grpc_code="OK", **rpc) == 1
     assert delta("grpc_server_handled_total", grpc_code="FAILED_PRECONDITION", **rpc) == 1
-    assert delta("ticketing_best_available_total", outcome="TAKEN") == 1
-    assert delta("ticketing_best_available_total", outcome="NO_ADJACENT_SEATS") == 1
-    assert delta("ticketing_holds_total", outcome="TAKEN") == 1
-    assert delta("ticketing_tickets_held_total") == 2
+    assert delta("ticketing_best_available_total", event_id=event_id, outcome="TAKEN") == 1
+    assert (
+        delta("ticketing_best_available_total", event_id=event_id, outcome="NO_ADJACENT_SEATS") == 1
+    )
+    assert delta("ticketing_holds_total", event_id=event_id, outcome="TAKEN") == 1
+    assert delta("ticketing_tickets_held_total", event_id=event_id) == 2
 
 
 def test_one_users_orders_sent_at_once_never_beat_the_cap(stack, catalog, operator, db):

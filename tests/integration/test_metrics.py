@@ -30,14 +30,16 @@ def scrape(stack, component: str) -> str:
 
 
 def sample(text: str, name: str, **labels: str) -> float:
-    """The value of one series in a /metrics page (0 when absent)."""
+    """The sum of the series of ``name`` with these labels in a /metrics page (0 when absent):
+    the series left unnamed (an event's id, say) are added up."""
+    total = 0.0
     for line in text.splitlines():
         if not line.startswith(name + "{") and line.split(" ")[0] != name:
             continue
         series, _, value = line.rpartition(" ")
         if all(f'{k}="{v}"' in series for k, v in labels.items()):
-            return float(value)
-    return 0.0
+            total += float(value)
+    return total
 
 
 def eventually(read, timeout: float = 5.0):
@@ -62,16 +64,21 @@ def query(stack, promql: str) -> float:
     return sum(float(r["value"][1]) for r in body["data"]["result"])
 
 
-@pytest.fixture(scope="module")
-def ticket(stack):
-    """A fresh event on sale and one of its ticket ids."""
+def new_event(stack, days_ahead: int, **fields) -> tuple[str, list[str]]:
+    """A fresh event on sale: its id and its ticket ids."""
     operator = (("authorization", f"Bearer {stack.token('ops-metrics', role='operator')}"),)
     with grpc.insecure_channel(stack.gateway) as channel:
         catalog = catalog_pb2_grpc.CatalogServiceStub(channel)
         venue = make_venue(catalog, operator, 1, 1, 5)
-        event = make_event(catalog, operator, venue.id, days_ahead=950)
+        event = make_event(catalog, operator, venue.id, days_ahead=days_ahead, **fields)
         page = catalog.GetEvent(catalog_pb2.GetEventRequest(event_id=event.id))
-    return [t.id for t in page.tickets]
+    return event.id, [t.id for t in page.tickets]
+
+
+@pytest.fixture(scope="module")
+def ticket(stack):
+    """A fresh event on sale's ticket ids."""
+    return new_event(stack, 950)[1]
 
 
 def reserve(stack, ticket_id: str, user: str) -> None:
@@ -118,6 +125,43 @@ def test_a_reserve_is_counted_by_method_code_and_outcome(stack, ticket):
     assert delta("ticketing_holds_total", outcome="TAKEN") == 1
     assert delta("ticketing_holds_total", outcome="TICKET_UNAVAILABLE") == 1
     assert delta("ticketing_tickets_held_total") == 1
+
+
+def test_a_reserve_on_one_event_moves_that_events_series_and_not_anothers(stack):
+    """The operator's page per event: a hold taken and one refused on event A show under A's
+    event_id (the refusal too, once Postgres has named the event), and B's series stay put."""
+    event_a, seats_a = new_event(stack, 955, max_tickets_per_user=2)
+    event_b, _ = new_event(stack, 960)
+    before = scrape(stack, "booking")
+    reserve(stack, seats_a[0], "metrics-a-buyer")
+    reserve(stack, seats_a[1], "metrics-a-buyer")
+    # Past the event's per-user cap: refused by Postgres, which knows the event.
+    with pytest.raises(grpc.RpcError) as err:
+        reserve(stack, seats_a[2], "metrics-a-buyer")
+    refused = err.value.code().name
+    rpc = {"grpc_service": BOOKING, "grpc_method": "ReserveTicket"}
+    eventually(
+        lambda: (
+            sample(scrape(stack, "booking"), "grpc_server_handling_seconds_count", **rpc)
+            - sample(before, "grpc_server_handling_seconds_count", **rpc)
+            >= 3
+        )
+    )
+    after = scrape(stack, "booking")
+
+    def delta(name, **labels):
+        return sample(after, name, **labels) - sample(before, name, **labels)
+
+    a_refused = delta("ticketing_holds_total", event_id=event_a) - delta(
+        "ticketing_holds_total", event_id=event_a, outcome="TAKEN"
+    )
+    print(f"event A: taken +2, refused +{a_refused:.0f} ({refused}); event B unchanged")
+    assert delta("ticketing_holds_total", event_id=event_a, outcome="TAKEN") == 2
+    assert a_refused == 1
+    assert delta("ticketing_tickets_held_total", event_id=event_a) == 2
+    assert delta("ticketing_holds_total", event_id=event_b) == 0
+    assert delta("ticketing_tickets_held_total", event_id=event_b) == 0
+    assert f'event_id="{event_b}"' not in after  # B never had a hold: no series at all
 
 
 def test_a_malformed_request_is_counted_under_invalid_argument(stack):
@@ -190,8 +234,10 @@ def test_every_panel_of_the_sale_dashboard_is_a_query_prometheus_answers(stack, 
         empty = []
         for panel in dashboard["panels"]:
             for target in panel["targets"]:
+                # The dashboard's event picker, set to all events (Grafana's allValue).
+                expr = target["expr"].replace("$event_id", ".*")
                 url = f"http://127.0.0.1:{stack.ports['prometheus']}/api/v1/query?" + (
-                    urllib.parse.urlencode({"query": target["expr"]})
+                    urllib.parse.urlencode({"query": expr})
                 )
                 with urllib.request.urlopen(url, timeout=10) as resp:
                     body = json.loads(resp.read())

@@ -958,3 +958,60 @@ async def test_a_webhook_finds_a_payment_whose_answer_was_lost_by_its_booking(wo
     assert booking is not None and booking.payment is not None
     assert booking.payment.provider_payment_id == intent
     assert world.money_without_ticket() == []
+
+
+# --- per-event metrics -------------------------------------------------------------------------
+
+
+def counted(name: str, **labels: str) -> float:
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def test_holds_and_sales_are_counted_per_event_up_to_the_cap_then_as_other(
+    world, monkeypatch
+):
+    """An operator's page per event: each sale's holds, refusals and bookings under its own
+    event id, up to the cap; the event past the cap is counted as ``other`` (bounded series)."""
+    from booking_svc import metrics
+    from ticketing_common.metrics import BoundedLabel
+
+    cap = 3
+    monkeypatch.setattr(metrics, "_EVENT", BoundedLabel(cap=cap))
+    events = [world.store.add_event(cap=2) for _ in range(cap + 1)]
+    before = {e: counted("ticketing_holds_total", event_id=e, outcome="TAKEN") for e, _ in events}
+    other = counted("ticketing_holds_total", event_id="other", outcome="TAKEN")
+    other_refused = counted("ticketing_holds_total", event_id="other", outcome="LIMIT_EXCEEDED")
+    sold = counted("ticketing_bookings_confirmed_total", event_id=events[0][0])
+    for _event_id, seats in events:
+        await world.service.reserve("ana", ReserveTickets((seats[0],)))
+    await world.service.confirm("ana", ConfirmBooking((events[0][1][0],), CARD))
+    with pytest.raises(ResourceExhausted):  # over the per-user cap, on the event past the cap
+        await world.service.reserve("ana", ReserveTickets(tuple(events[cap][1][1:])))
+
+    for event_id, _ in events[:cap]:
+        assert counted("ticketing_holds_total", event_id=event_id, outcome="TAKEN") == (
+            before[event_id] + 1
+        )
+    overflow = events[cap][0]
+    assert counted("ticketing_holds_total", event_id=overflow, outcome="TAKEN") == 0
+    assert counted("ticketing_holds_total", event_id="other", outcome="TAKEN") == other + 1
+    assert (
+        counted("ticketing_holds_total", event_id="other", outcome="LIMIT_EXCEEDED")
+        == other_refused + 1
+    )
+    assert counted("ticketing_bookings_confirmed_total", event_id=events[0][0]) == sold + 1
+    assert counted("ticketing_bookings_confirmed_total", event_id=events[1][0]) == 0
+
+
+async def test_a_refusal_before_the_event_is_known_is_counted_as_unknown(world):
+    _, seats = world.store.add_event()
+    world.locks.owners[seats[0]] = "bea"
+    before = counted("ticketing_holds_total", event_id="unknown", outcome="TICKET_UNAVAILABLE")
+    with pytest.raises(FailedPrecondition):
+        await world.service.reserve("ana", ReserveTickets((seats[0],)))
+    assert (
+        counted("ticketing_holds_total", event_id="unknown", outcome="TICKET_UNAVAILABLE")
+        == before + 1
+    )
