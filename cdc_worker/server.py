@@ -23,6 +23,7 @@ from cdc_worker.adapters.postgres import PgActiveLock, PgCatalog, PgReplicationS
 from cdc_worker.replicator import Options, Replicator
 from cdc_worker.settings import CdcSettings
 from search_svc.adapters.engine import connect
+from ticketing_common import mesh
 from ticketing_common.server import ServiceServer, build_server
 
 log = logging.getLogger("cdc.server")
@@ -30,7 +31,7 @@ log = logging.getLogger("cdc.server")
 HEALTH_RESYNC_SECONDS = 2.0
 STOP_TIMEOUT_SECONDS = 10.0
 # The health service name that is SERVING only on the active worker (the lock's holder).
-ACTIVE_SERVICE = "ticketing.cdc_worker.Active"
+ACTIVE_SERVICE = mesh.CDC_ACTIVE_HEALTH
 
 
 async def create_server(settings: CdcSettings) -> ServiceServer:
