@@ -135,3 +135,12 @@ def test_a_worker_whose_lock_connection_broke_writes_and_confirms_nothing_more()
     assert locks.holder == "standby"
     # The batch was read from the stream but never written nor confirmed without the lock.
     assert not [entry for entry in journal if entry[0] in ("write", "confirm")], journal
+
+
+def test_replicas_two_or_more_start_one_standby_cdc_worker_on_ports_of_its_own():
+    from deploy.stack.ports import OFFSETS, instances
+
+    assert instances("cdc-worker", 1) == ["cdc-worker"]
+    assert instances("cdc-worker", 2) == ["cdc-worker", "cdc-worker-2"]
+    assert instances("cdc-worker", 3) == ["cdc-worker", "cdc-worker-2"]
+    assert len(set(OFFSETS.values())) == len(OFFSETS)  # no two components share a port
