@@ -334,6 +334,8 @@ class Replicator:
                         keepalive()
                     if stop.is_set():
                         raise Stopped
+                    self._check_lock()
+                self._check_lock(now=True)  # only the lock's holder points the alias
                 self._index.publish(target)
                 break
             except SinkUnavailable as exc:

@@ -5,6 +5,7 @@ connection breaks."""
 import threading
 import time
 
+import pytest
 from test_cdc_pgoutput import relations
 from test_cdc_replicator import (
     E1,
@@ -104,7 +105,10 @@ def test_a_standby_streams_nothing_while_another_holds_the_lock_and_takes_over_w
     assert ("confirm", 2100) in journal
 
 
-def test_a_worker_whose_lock_connection_broke_writes_and_confirms_nothing_more():
+@pytest.mark.parametrize("guarded", [True, False])
+def test_a_worker_whose_lock_connection_broke_writes_and_confirms_nothing_more(guarded):
+    """Control (guarded=False): a lock whose loss goes unnoticed lets the batch through, so
+    the assertion below can see a worker streaming without the lock."""
     locks = FakeLocks()
     journal, roles, stop = Journal(), [], threading.Event()
 
@@ -122,19 +126,26 @@ def test_a_worker_whose_lock_connection_broke_writes_and_confirms_nothing_more()
             return ok
 
         lock.try_acquire = try_acquire
+        if not guarded:
+            lock.check = lambda: None
         return lock
 
     locks.session = session
     thread, opened = start(locks, "active", journal, roles, stop)
-    wait_for(lambda: roles.count("standby") >= 1 and opened)
-    time.sleep(0.1)
-    stop.set()
+    if guarded:
+        wait_for(lambda: roles.count("standby") >= 1 and opened)
+        time.sleep(0.1)
+        stop.set()
     thread.join(timeout=10)
     assert not thread.is_alive()
-    assert roles[0] == "active" and "standby" in roles
     assert locks.holder == "standby"
-    # The batch was read from the stream but never written nor confirmed without the lock.
-    assert not [entry for entry in journal if entry[0] in ("write", "confirm")], journal
+    written = [entry for entry in journal if entry[0] in ("write", "confirm")]
+    if guarded:
+        assert roles[0] == "active" and "standby" in roles
+        # The batch was read from the stream but never written nor confirmed without the lock.
+        assert not written, journal
+    else:
+        assert written  # the violation the guard prevents
 
 
 def test_replicas_two_or_more_start_one_standby_cdc_worker_on_ports_of_its_own():
