@@ -1,6 +1,7 @@
 """What the replicator needs from the outside world, and how those parts fail.
 
-Three ports: the replication stream (psycopg2), the catalog (psycopg 3 reads of the documents
+Four ports: the active worker's lock (a Postgres session advisory lock), the replication
+stream (psycopg2), the catalog (psycopg 3 reads of the documents
 and of the slot) and the index (the search engine). The adapters in ``cdc_worker.adapters``
 implement them; the unit tests use in-memory fakes.
 """
@@ -22,6 +23,11 @@ class SourceUnavailable(Exception):
 
 class SlotBusy(SourceUnavailable):
     """Another worker streams from the slot: stand by and try again later."""
+
+
+class LockLost(SourceUnavailable):
+    """The connection holding the active worker's lock broke: the lock may already be
+    another worker's, so stop streaming at once."""
 
 
 class SlotLost(Exception):
@@ -141,3 +147,16 @@ class Index(Protocol):
 
     def publish(self, index: str) -> None:
         """Point the alias at ``index`` in one step and drop the indices it left."""
+
+
+class ActiveLock(Protocol):
+    """The one-active-worker lock: held for as long as its own connection lives."""
+
+    def try_acquire(self) -> bool:
+        """Take the lock if nobody holds it; True when this worker now holds it."""
+
+    def check(self) -> None:
+        """Raise ``LockLost`` unless the lock (its connection) is still held."""
+
+    def close(self) -> None:
+        """Release the lock (closing its connection)."""

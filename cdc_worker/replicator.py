@@ -20,6 +20,13 @@ Postgres), one ``cdc.index_write`` per bulk request to the engine (its HTTP call
 refused attempt is an error span) and the confirmed position as an event; rebuilds and
 hold-expiry refreshes are spans of their own. Off, the tracer is the API's no-op one.
 
+One active worker: with a lock (``open_lock``, the stack's and the chart's workers), a worker
+first takes the slot's advisory lock (``PgActiveLock``) on a connection it keeps, standing by
+and asking again every ``lock_retry_seconds`` while another holds it; once streaming it checks
+that connection every ``lock_check_interval`` and before every batch, and stops streaming the
+moment it broke (``LockLost``), then stands by again. The slot's own exclusivity (``SlotBusy``)
+stays as a second guard.
+
 Crash safety: the slot's confirmed position only moves after a successful write, so a crash
 at any point replays at most the unconfirmed batches, and replayed writes are idempotent (same
 document id, same or newer version). A search engine that cannot take writes makes the loop
@@ -42,10 +49,12 @@ from cdc_worker import metrics
 from cdc_worker.domain import Backoff, Batch, Coalescer, HoldTimers, LagWindow
 from cdc_worker.pgoutput import decode, format_lsn
 from cdc_worker.ports import (
+    ActiveLock,
     AliasMissing,
     Catalog,
     Index,
     Loaded,
+    LockLost,
     ReplicationStream,
     SinkUnavailable,
     SlotLost,
@@ -74,6 +83,10 @@ class Options:
     position_interval: float = 1.0
     # Log progress of a large transaction at this many changes, twice as many, four times...
     progress_every: int = 10_000
+    # A standby asks for the active worker's lock this often.
+    lock_retry_seconds: float = 1.0
+    # How often a streaming worker makes sure it still holds the lock (and before each confirm).
+    lock_check_interval: float = 0.5
 
 
 class Stopped(Exception):
@@ -99,6 +112,8 @@ class Replicator:
         index: Index,
         options: Options | None = None,
         on_health: Callable[[bool], None] = lambda healthy: None,
+        open_lock: Callable[[], ActiveLock] | None = None,
+        on_role: Callable[[str], None] = lambda role: None,
         clock: Callable[[], float] = time.monotonic,
         now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
     ) -> None:
@@ -107,6 +122,10 @@ class Replicator:
         self._index = index
         self._options = options or Options()
         self._on_health = on_health
+        self._open_lock = open_lock
+        self._on_role = on_role
+        self._lock: ActiveLock | None = None
+        self._lock_checked = 0.0
         self._clock = clock
         self._now = now
         self._healthy: bool | None = None
@@ -124,9 +143,13 @@ class Replicator:
         backoff = Backoff()
         while not stop.is_set():
             try:
+                self._lock = self._wait_for_lock(stop)
                 self._session(stop, backoff)
             except Stopped:
                 break
+            except LockLost as exc:
+                self._health(False)
+                log.error("stopped streaming: %s; standing by for the lock", exc)
             except SlotLost as exc:
                 log.error("replication slot %s is lost: %s", self._options.slot, exc)
             except (SourceUnavailable, SinkUnavailable) as exc:
@@ -139,7 +162,63 @@ class Replicator:
                 delay = backoff.next()
                 log.exception("replication failed; restarting in %.1f s", delay)
                 stop.wait(delay)
+            finally:
+                self._release_lock()
         log.info("replication stopped at %s", format_lsn(self._confirmed))
+
+    # --- the active worker's lock -------------------------------------------------------------
+
+    def _wait_for_lock(self, stop: threading.Event) -> ActiveLock | None:
+        """Stand by until this worker holds the lock (None: no lock is configured). At most one
+        worker streams the slot: the one whose session holds the advisory lock."""
+        if self._open_lock is None:
+            return None
+        announced = False
+        while True:
+            if stop.is_set():
+                raise Stopped
+            try:
+                lock = self._open_lock()
+            except SourceUnavailable as exc:
+                log.warning("cannot ask for the active worker's lock: %s", exc)
+            else:
+                try:
+                    if lock.try_acquire():
+                        self._lock_checked = self._clock()
+                        self._on_role("active")
+                        log.info("holding the active worker's lock for slot %s", self._options.slot)
+                        return lock
+                except SourceUnavailable as exc:
+                    log.warning("cannot ask for the active worker's lock: %s", exc)
+                lock.close()
+                if not announced:
+                    announced = True
+                    self._on_role("standby")
+                    log.info(
+                        "standing by: another worker holds the lock of slot %s; asking every "
+                        "%.1f s",
+                        self._options.slot,
+                        self._options.lock_retry_seconds,
+                    )
+            stop.wait(self._options.lock_retry_seconds)
+
+    def _check_lock(self, *, now: bool = False) -> None:
+        """Raise LockLost unless the lock is still held (every lock_check_interval, or now)."""
+        if self._lock is None:
+            return
+        at = self._clock()
+        if now or at - self._lock_checked >= self._options.lock_check_interval:
+            self._lock.check()
+            self._lock_checked = at
+
+    def _release_lock(self) -> None:
+        if self._lock is not None:
+            lock, self._lock = self._lock, None
+            self._on_role("standby")
+            try:
+                lock.close()
+            except Exception:
+                log.warning("closing the lock's connection failed", exc_info=True)
 
     def _session(self, stop: threading.Event, backoff: Backoff) -> None:
         catalog = self._open_catalog()
@@ -255,6 +334,8 @@ class Replicator:
                         keepalive()
                     if stop.is_set():
                         raise Stopped
+                    self._check_lock()
+                self._check_lock(now=True)  # only the lock's holder points the alias
                 self._index.publish(target)
                 break
             except SinkUnavailable as exc:
@@ -285,6 +366,7 @@ class Replicator:
         while True:
             if stop.is_set():
                 raise Stopped
+            self._check_lock()
             payload = stream.read()
             if payload is not None:
                 coalescer.feed(decode(payload), self._clock())
@@ -357,6 +439,8 @@ class Replicator:
     def _flush(
         self, batch: Batch, catalog: Catalog, stream: ReplicationStream, stop: threading.Event
     ) -> None:
+        # Nothing is written or confirmed by a worker that may have lost the lock.
+        self._check_lock(now=True)
         attributes = {
             "cdc.slot": self._options.slot,
             "cdc.transactions": batch.transactions,

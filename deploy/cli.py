@@ -31,8 +31,9 @@ from rich.console import Console
 from rich.table import Table
 
 from deploy.stack import certs, control, gateway, ha, keys, proc, prometheus
+from deploy.stack import probes as stack_probes
 from deploy.stack.components import build
-from deploy.stack.ports import HOST, MAX_REPLICAS, REPLICATED, Ports, instances
+from deploy.stack.ports import CDC_WORKER, HOST, MAX_REPLICAS, REPLICATED, Ports, instances
 from deploy.stack.postgres import Cluster
 from deploy.stack.state import (
     StackConfig,
@@ -43,6 +44,7 @@ from deploy.stack.state import (
     save_config,
 )
 from deploy.stack.supervisor import StartError, StopRequested, Supervisor, run_seed
+from ticketing_common import mesh
 
 log = logging.getLogger("ticketing.cli")
 console = Console(highlight=False)
@@ -313,9 +315,9 @@ def cmd_status(args: argparse.Namespace, state: StateDir) -> int:
     running = pid is not None and snapshot.get("state") == "running"
     probes = _probes(state, config) if snapshot.get("components") else {}
     if getattr(args, "json", False):
-        roles = _roles(config, snapshot) if pid is not None else {}
+        roles = _roles(config, state, snapshot) if pid is not None else {}
         return _status_json(snapshot, probes, pid, running, roles)
-    roles = _roles(config, snapshot) if pid is not None else {}
+    roles = _roles(config, state, snapshot) if pid is not None else {}
     table = Table(title=_status_title(snapshot, pid), caption=f"state in {state.root}")
     for column in ("component", "status", "pid", "port", "role", "healthy", "why"):
         table.add_column(column)
@@ -364,7 +366,8 @@ def _status_json(
         healthy_all &= healthy
         name = str(item["name"])
         service, _, number = name.rpartition("-")
-        instance = int(number) if service in REPLICATED and number.isdigit() else 1
+        replicated = service in REPLICATED or service == CDC_WORKER
+        instance = int(number) if replicated and number.isdigit() else 1
         rows.append(
             {
                 "component": service if instance > 1 else name,
@@ -384,13 +387,31 @@ def _status_json(
     return 0 if healthy_all else 1
 
 
-def _roles(config: StackConfig, snapshot: dict[str, Any]) -> dict[str, str]:
+def _roles(config: StackConfig, state: StateDir, snapshot: dict[str, Any]) -> dict[str, str]:
     """The data tier's nodes and their current roles (under --ha: primary / replica /
-    sentinel for Redis, leader / sync standby / replica for Postgres; else primary)."""
+    sentinel for Redis, leader / sync standby / replica for Postgres; else primary), and the
+    CDC workers' (active: holds the slot's lock and streams; else standby)."""
     names = [str(item["name"]) for item in snapshot.get("components", [])]
     if snapshot.get("ha", config.ha):
-        return ha.node_roles(config.ports, names)
-    return {name: "primary" for name in ("postgres", "redis") if name in names}
+        roles = ha.node_roles(config.ports, names)
+    else:
+        roles = {name: "primary" for name in ("postgres", "redis") if name in names}
+    return roles | _cdc_roles(config, state, names)
+
+
+def _cdc_roles(config: StackConfig, state: StateDir, names: list[str]) -> dict[str, str]:
+    """Which CDC worker is active: the one whose ``mesh.CDC_ACTIVE_HEALTH`` is SERVING (it
+    holds the slot's advisory lock and streams); the others stand by."""
+    roles = {}
+    for name in instances(CDC_WORKER, MAX_REPLICAS):
+        if name in names:
+            probe = stack_probes.grpc_health(
+                f"{HOST}:{config.ports.of(name)}",
+                mesh.CDC_ACTIVE_HEALTH,
+                tls=certs.files_of(state, certs.STACK),
+            )
+            roles[name] = "active" if probe() is None else "standby"
+    return roles
 
 
 def _replicas(value: str) -> int:

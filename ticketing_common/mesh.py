@@ -40,6 +40,9 @@ SERVICES: tuple[MeshService, ...] = (
 
 # Processes of the mesh that serve no public API (only health and metrics): component -> package.
 WORKERS: dict[str, str] = {"cdc-worker": "cdc_worker"}
+# The CDC workers run active/standby: this health service is SERVING only on the one that holds
+# the slot's lock and streams (``ticketing status`` shows it as the role).
+CDC_ACTIVE_HEALTH = "ticketing.cdc_worker.Active"
 
 # The full gRPC names of the public services; reflection lists all of them on every service.
 PUBLIC_SERVICES: tuple[str, ...] = tuple(s.grpc_name for s in SERVICES)

@@ -28,6 +28,7 @@ from cdc_worker.domain import visible_in
 from cdc_worker.pgoutput import parse_lsn
 from cdc_worker.ports import (
     Loaded,
+    LockLost,
     SlotBusy,
     SlotLost,
     SlotState,
@@ -39,6 +40,8 @@ from search_svc.documents import EventDocument
 log = logging.getLogger("cdc.postgres")
 
 APPLICATION_NAME = "cdc_worker"
+# The advisory lock's key is hashtextextended(LOCK_PREFIX || slot, 0): one active worker a slot.
+LOCK_PREFIX = "ticketing.cdc_worker.active:"
 # How long a read waits for the batch's transactions to become visible before it goes ahead.
 VISIBILITY_WAIT_SECONDS = 2.0
 
@@ -231,6 +234,49 @@ class PgCatalog:
     def events_with_holds(self) -> set[str]:
         rows = self._fetch("SELECT DISTINCT event_id::text FROM tickets WHERE status = 'held'")
         return {r[0] for r in rows}
+
+
+class PgActiveLock:
+    """The active worker's lock: a session-level advisory lock on a key derived from the slot
+    name, on a connection of its own that lives as long as the worker is active. Postgres
+    releases it when that session ends (the worker died, the connection dropped), so a standby
+    takes it over by itself; TCP keepalives make a vanished peer's session end within seconds.
+    """
+
+    def __init__(self, dsn: str, *, slot: str) -> None:
+        self._slot = slot
+        try:
+            self._conn = psycopg.connect(
+                dsn,
+                autocommit=True,
+                application_name=f"{APPLICATION_NAME}_lock",
+                connect_timeout=5,
+                keepalives=1,
+                keepalives_idle=2,
+                keepalives_interval=1,
+                keepalives_count=3,
+            )
+            self._conn.execute("SET statement_timeout = '5s'")
+        except psycopg.Error as exc:
+            raise SourceUnavailable(f"cannot connect to Postgres: {exc}") from exc
+
+    def try_acquire(self) -> bool:
+        try:
+            row = self._conn.execute(
+                "SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (LOCK_PREFIX + self._slot,)
+            ).fetchone()
+        except psycopg.Error as exc:
+            raise SourceUnavailable(f"Postgres: {exc}") from exc
+        return bool(row and row[0])
+
+    def check(self) -> None:
+        try:
+            self._conn.execute("SELECT 1")
+        except psycopg.Error as exc:
+            raise LockLost(f"the lock's connection to Postgres broke: {exc}") from exc
+
+    def close(self) -> None:
+        self._conn.close()
 
 
 class PgReplicationStream:

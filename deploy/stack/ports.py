@@ -52,8 +52,13 @@ OFFSETS: dict[str, int] = {
     "cdc-worker-metrics": 24,
 }
 # `ticketing up --replicas N`: the 2nd and 3rd instance of each public service, on ports of
-# their own (catalog-2 at base + 30, its metrics at base + 40, ...). The CDC worker stays one.
+# their own (catalog-2 at base + 30, its metrics at base + 40, ...). The CDC worker runs
+# active/standby: with N >= 2 a second one (cdc-worker-2) waits for the slot's advisory lock.
 MAX_REPLICAS = 3
+CDC_WORKER = "cdc-worker"
+CDC_WORKERS_MAX = 2
+OFFSETS["cdc-worker-2"] = 38
+OFFSETS["cdc-worker-2-metrics"] = 39
 REPLICATED = ("catalog", "search", "booking", "queue")
 for _k in range(2, MAX_REPLICAS + 1):
     for _i, _name in enumerate(REPLICATED):
@@ -63,7 +68,10 @@ SPAN = max(OFFSETS.values()) + 1
 
 
 def instances(name: str, replicas: int) -> list[str]:
-    """The stack components that run one service: ``catalog``, ``catalog-2``, ..."""
+    """The stack components that run one service: ``catalog``, ``catalog-2``, ...; the CDC
+    worker's active one and (N >= 2) its standby, ``cdc-worker-2``."""
+    if name == CDC_WORKER:
+        return [name] + [f"{name}-{k}" for k in range(2, min(replicas, CDC_WORKERS_MAX) + 1)]
     if name not in REPLICATED:
         return [name]
     return [name] + [f"{name}-{k}" for k in range(2, replicas + 1)]

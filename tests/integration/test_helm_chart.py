@@ -511,7 +511,7 @@ def test_the_operator_dashboard_route_needs_a_cluster_prometheus(tmp_path: Path)
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("cdcWorker.replicas=2", "cdcWorker.replicas must be 0 or 1"),
+        ("cdcWorker.replicas=3", "at '/cdcWorker/replicas': maximum: got 3, want 2"),
         ("catalog.replicas=-1", "catalog.replicas must not be negative"),
         ("database.secretName=", "database.secretName is required"),
         ("redis.url=", "redis.url is required"),

@@ -90,7 +90,7 @@ differs from the component's name (cdcWorker).
 {{- $key := .key | default .name -}}
 {{- $replicas := int $v.replicas -}}
 {{- if lt $replicas 0 }}{{ fail (printf "%s.replicas must not be negative" $key) }}{{ end -}}
-{{- if and .singleWriter (gt $replicas 1) }}{{ fail (printf "%s.replicas must be 0 or 1: one replication slot, one consumer" $key) }}{{ end -}}
+{{- if and .singleWriter (gt $replicas 2) }}{{ fail (printf "%s.replicas must be 0, 1 or 2: one replication slot, one active consumer and at most one standby" $key) }}{{ end -}}
 {{- $autoscaling := and (not .singleWriter) $v.autoscaling $v.autoscaling.enabled -}}
 {{- if $autoscaling -}}
 {{- if or (lt (int $v.autoscaling.minReplicas) 1) (lt (int $v.autoscaling.maxReplicas) (int $v.autoscaling.minReplicas)) }}{{ fail (printf "%s.autoscaling needs 1 <= minReplicas <= maxReplicas" $key) }}{{ end -}}
