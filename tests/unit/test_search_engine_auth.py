@@ -15,15 +15,20 @@ import base64
 import http.server
 import json
 import os
+import socket
 import ssl
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar
 
+import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from ticketing.search.v1 import search_pb2, search_pb2_grpc
 
 from cdc_worker.settings import CdcSettings
 from deploy.stack import certs
@@ -249,3 +254,63 @@ def test_a_bad_ca_path_stops_the_process_at_start_naming_the_setting(package: st
     print(f"{package}: exit {done.returncode}: {done.stderr.strip()[-300:]}")
     assert done.returncode == 2
     assert "TICKETING_SEARCH_CA_FILE" in done.stderr + done.stdout
+
+
+def test_the_search_service_reaches_the_engine_with_the_mounted_account_and_ca(
+    https_engine: str, pki: dict[str, Path], tmp_path: Path
+) -> None:
+    """``python -m search_svc`` as the chart starts it against an operator's engine: the
+    password from a file (the mounted Secret), the CA from a file; a search reaches the engine
+    authenticated over verified TLS and is answered."""
+    secret = tmp_path / "password"
+    secret.write_text(PASSWORD)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        listen = f"127.0.0.1:{sock.getsockname()[1]}"
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("TICKETING_")},
+        "TICKETING_LISTEN": listen,
+        "TICKETING_PLAINTEXT": "true",
+        "TICKETING_LOG_LEVEL": "WARNING",
+        "TICKETING_SEARCH_URL": https_engine,
+        "TICKETING_SEARCH_USERNAME": USER,
+        "TICKETING_SEARCH_PASSWORD_FILE": str(secret),
+        "TICKETING_SEARCH_CA_FILE": str(pki["ca"]),
+    }
+    _GuardedEngine.seen.clear()
+    service = subprocess.Popen(
+        [sys.executable, "-m", "search_svc"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        with grpc.insecure_channel(listen) as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            deadline = time.monotonic() + 90
+            while True:
+                try:
+                    reply = health.Check(health_pb2.HealthCheckRequest(), timeout=2)
+                    if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                        break
+                except grpc.RpcError:
+                    pass
+                assert service.poll() is None, (
+                    service.stderr.read().decode()[-2000:] if service.stderr else ""
+                )
+                assert time.monotonic() < deadline, "search_svc did not start"
+                time.sleep(0.1)
+            stub = search_pb2_grpc.SearchServiceStub(channel)
+            response = stub.SearchEvents(search_pb2.SearchEventsRequest(term="jazz"), timeout=30)
+        assert list(response.events) == []
+        expected = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+        assert _GuardedEngine.seen and set(_GuardedEngine.seen) == {expected}
+        print(f"search_svc: {len(_GuardedEngine.seen)} engine requests, all authenticated over TLS")
+    finally:
+        service.terminate()
+        try:
+            service.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            service.kill()
+            service.wait(timeout=10)
