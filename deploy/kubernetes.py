@@ -58,7 +58,7 @@ def envoy_config(
 
 CHART = Path(__file__).resolve().parent / "helm" / "ticketing"
 # Example value sets (deploy/helm/values/<name>.yaml); "default" is the chart's values.yaml alone.
-VALUE_SETS = ("default", "minimal", "production", "operators")
+VALUE_SETS = ("default", "minimal", "production", "managed", "operators")
 # The example token issuer and site `make k8s` and the tests render the gateway for.
 EXAMPLE_JWKS_URL = "https://auth.example.com/.well-known/jwks.json"
 EXAMPLE_ISSUER = "https://auth.example.com/"

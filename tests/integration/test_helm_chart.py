@@ -45,6 +45,14 @@ EXPECTED_REPLICAS = {
         "cdc-worker": 1,
         "gateway": 3,
     },
+    "managed": {
+        "catalog": 2,
+        "search": 2,
+        "booking": 3,
+        "queue": 2,
+        "cdc-worker": 1,
+        "gateway": 2,
+    },
     "operators": {
         "catalog": 3,
         "search": 3,
@@ -76,6 +84,7 @@ EXPECTED_OPERATOR_KINDS = {
     "default": set(),
     "minimal": set(),
     "production": set(),
+    "managed": set(),
     "operators": {"Cluster", "RedisReplication", "RedisSentinel", "OpenSearchCluster"},
 }
 VALUES_FILES = [kubernetes.CHART / "values.yaml", *sorted((CHART.parent / "values").glob("*.yaml"))]
@@ -92,6 +101,7 @@ AUTOSCALED = {
     "default": set(),
     "minimal": set(),
     "production": {"catalog", "search"},
+    "managed": {"catalog", "search"},
     "operators": {"catalog", "search"},
 }
 # Package -> its settings class (settings.py of each service).
@@ -701,7 +711,7 @@ def test_every_pod_mounts_its_own_certificate_and_only_the_gateway_may_name_call
         assert "TICKETING_PLAINTEXT" not in env, name
     assert len(set(secrets.values())) == len(secrets), secrets
     certificates = of_kind(docs, "Certificate")
-    if value_set in ("production", "operators"):
+    if value_set in ("production", "managed", "operators"):
         by_secret = {c["spec"]["secretName"]: c for c in certificates.values()}
         assert set(by_secret) == set(secrets.values())
         for name, secret in secrets.items():
@@ -923,30 +933,28 @@ def test_the_search_cluster_by_the_operator_is_what_search_and_the_cdc_worker_re
 
 
 def test_a_managed_engine_behind_auth_gets_the_same_files(helm: Path, envoy_config: Path) -> None:
-    """Without an operator: values name the engine's user and the Secrets of its password and
-    CA (a managed OpenSearch/Elasticsearch service)."""
-    docs = _render(
-        helm,
-        envoy_config,
-        "production",
-        "searchEngine.engine=elasticsearch",
-        "searchEngine.username=ticketing",
-        "searchEngine.passwordSecret.name=search-account",
-        "searchEngine.caSecret.name=search-ca",
-        "searchEngine.caSecret.key=root.pem",
-    )
-    env = env_of(_container(docs, "cdc-worker"))
-    assert env["TICKETING_SEARCH_ENGINE"]["value"] == "elasticsearch"
-    assert env["TICKETING_SEARCH_USERNAME"]["value"] == "ticketing"
-    cdc = workloads(docs)["cdc-worker"]
-    assert mounted_secret(cdc, env["TICKETING_SEARCH_PASSWORD_FILE"]["value"]) == (
-        "search-account",
-        "password",
-    )
-    assert mounted_secret(cdc, env["TICKETING_SEARCH_CA_FILE"]["value"]) == (
-        "search-ca",
-        "root.pem",
-    )
+    """Without an operator (the managed value set): values name the engine's user and the
+    Secrets of its password and CA (a provider's OpenSearch domain), mounted the same way."""
+    docs = _render(helm, envoy_config, "managed")
+    assert {doc["kind"] for doc in docs} & OPERATOR_KINDS == set()
+    shared = of_kind(docs, "ConfigMap")["ticketing-config"]["data"]
+    assert shared["TICKETING_SEARCH_URL"].startswith("https://")
+    for workload in ("search", "cdc-worker"):
+        env = env_of(_container(docs, workload))
+        assert env["TICKETING_SEARCH_ENGINE"]["value"] == "opensearch"
+        assert env["TICKETING_SEARCH_USERNAME"]["value"] == "ticketing"
+        pod = workloads(docs)[workload]
+        assert mounted_secret(pod, env["TICKETING_SEARCH_PASSWORD_FILE"]["value"]) == (
+            "sales-search-account",
+            "password",
+        )
+        assert mounted_secret(pod, env["TICKETING_SEARCH_CA_FILE"]["value"]) == (
+            "provider-ca-bundle",
+            "ca.pem",
+        )
+    # Without them (the default), no search credential at all.
+    plain = env_of(_container(_render(helm, envoy_config, "default"), "search"))
+    assert {v for v in plain if v.startswith("TICKETING_SEARCH_")} == {"TICKETING_SEARCH_ENGINE"}
 
 
 @pytest.mark.parametrize(
