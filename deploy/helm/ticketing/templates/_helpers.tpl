@@ -116,7 +116,7 @@ caSecret: { name: {{ $s.caSecret.name | default "" | quote }}, key: {{ $s.caSecr
 {{- if $r.operator.enabled -}}
 url: {{ printf "redis://%s:6379/0" $r.operator.name }}
 sentinels: [{{ printf "%s-sentinel:26379" $r.operator.name }}]
-masterName: {{ $r.masterName }}
+masterName: {{ $r.masterName | quote }}
 {{- else -}}
 url: {{ required "redis.url is required" $r.url | quote }}
 sentinels: {{ $r.sentinels | default list | toJson }}
