@@ -22,7 +22,7 @@ from cdc_worker.adapters.index import EngineIndex
 from cdc_worker.adapters.postgres import PgActiveLock, PgCatalog, PgReplicationStream
 from cdc_worker.replicator import Options, Replicator
 from cdc_worker.settings import CdcSettings
-from search_svc.adapters.engine import connect
+from search_svc.adapters.engine import auth_from, connect
 from ticketing_common import mesh
 from ticketing_common.server import ServiceServer, build_server
 
@@ -39,6 +39,7 @@ async def create_server(settings: CdcSettings) -> ServiceServer:
         settings.search_url,
         request_timeout=settings.search_timeout_seconds,
         engine=settings.search_engine,
+        auth=auth_from(settings),
     )
     # NOT_SERVING until the first session streams: a stack that says "up" can search.
     healthy = threading.Event()

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 
-from ticketing_common.settings import BaseSettings, SettingsError
+from ticketing_common.settings import SearchEngineSettings, SettingsError
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class CdcSettings(BaseSettings):
+class CdcSettings(SearchEngineSettings):
     database_url: str
-    search_url: str
-    # Which client speaks to it: auto (ask the engine's root endpoint), elasticsearch, opensearch.
-    search_engine: str = "auto"
     # The logical replication slot and the publication it streams (migration 0005).
     cdc_slot: str = "ticketing_search"
     cdc_publication: str = "ticketing_search"
@@ -27,11 +24,6 @@ class CdcSettings(BaseSettings):
 
     def validate(self) -> None:
         super().validate()
-        if self.search_engine not in ("auto", "elasticsearch", "opensearch"):
-            raise SettingsError(
-                f"TICKETING_SEARCH_ENGINE={self.search_engine!r}: use auto, elasticsearch or"
-                " opensearch"
-            )
         if self.workers != 1:
             # One slot streams to one consumer; a second process would only stand by.
             raise SettingsError("TICKETING_WORKERS must be 1 for the CDC worker")

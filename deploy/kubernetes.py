@@ -30,6 +30,7 @@ import tarfile
 import tempfile
 import zipfile
 from pathlib import Path
+from typing import Any
 
 from deploy.stack import gateway
 from deploy.stack.envoy_config import GatewayConfigError
@@ -58,7 +59,7 @@ def envoy_config(
 
 CHART = Path(__file__).resolve().parent / "helm" / "ticketing"
 # Example value sets (deploy/helm/values/<name>.yaml); "default" is the chart's values.yaml alone.
-VALUE_SETS = ("default", "minimal", "production")
+VALUE_SETS = ("default", "minimal", "production", "managed", "operators")
 # The example token issuer and site `make k8s` and the tests render the gateway for.
 EXAMPLE_JWKS_URL = "https://auth.example.com/.well-known/jwks.json"
 EXAMPLE_ISSUER = "https://auth.example.com/"
@@ -154,6 +155,99 @@ def render_examples(out_dir: Path) -> list[Path]:
     return written
 
 
+# -- the operators' custom resources against their CRDs -------------------------------------------
+
+
+def crd_schemas(paths: list[Path]) -> dict[tuple[str, str], dict[str, Any]]:
+    """(apiVersion, kind) -> the strict JSON schema of each served version of the CRDs in these
+    files (``kubectl get crd <name> -o yaml``, or the operator's release manifests)."""
+    import yaml
+
+    schemas: dict[tuple[str, str], dict[str, Any]] = {}
+    for path in paths:
+        for doc in yaml.safe_load_all(path.read_text()):
+            if not doc or doc.get("kind") != "CustomResourceDefinition":
+                continue
+            spec = doc["spec"]
+            for version in spec["versions"]:
+                if not version.get("served", True):
+                    continue
+                schema = strict_schema(version["schema"]["openAPIV3Schema"])
+                # metadata is the API server's (ObjectMeta), not the CRD's to describe.
+                schema.setdefault("properties", {})["metadata"] = {"type": "object"}
+                api_version = f"{spec['group']}/{version['name']}"
+                schemas[(api_version, spec["names"]["kind"])] = schema
+    return schemas
+
+
+def strict_schema(schema: Any) -> Any:
+    """A CRD's structural schema as JSON Schema that refuses what the API server would prune
+    silently: an object with ``properties`` takes no other field unless the CRD says
+    ``x-kubernetes-preserve-unknown-fields``; ``x-kubernetes-int-or-string`` takes both."""
+    if isinstance(schema, list):
+        return [strict_schema(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {key: strict_schema(value) for key, value in schema.items()}
+    if out.get("x-kubernetes-int-or-string"):
+        out.pop("type", None)
+        out["anyOf"] = [{"type": "integer"}, {"type": "string"}]
+    if (
+        "properties" in out
+        and "additionalProperties" not in out
+        and not out.get("x-kubernetes-preserve-unknown-fields")
+    ):
+        out["additionalProperties"] = False
+    return out
+
+
+def check_custom_resources(
+    docs: list[dict[str, Any]], schemas: dict[tuple[str, str], dict[str, Any]]
+) -> tuple[list[str], list[str]]:
+    """(problems, unchecked): every field of a custom resource its CRD refuses, as
+    ``Kind/name: path: message``; the custom resources no given CRD describes."""
+    import jsonschema
+
+    problems: list[str] = []
+    unchecked: list[str] = []
+    for doc in docs:
+        group = doc["apiVersion"].split("/")[0]
+        if "." not in group or (group.endswith(".k8s.io") and not group.endswith(".x-k8s.io")):
+            continue  # a built-in kind: kubernetes-validate's
+        name = f"{doc['kind']}/{doc['metadata']['name']}"
+        schema = schemas.get((doc["apiVersion"], doc["kind"]))
+        if schema is None:
+            unchecked.append(f"{name} ({doc['apiVersion']})")
+            continue
+        for error in sorted(jsonschema.Draft7Validator(schema).iter_errors(doc), key=str):
+            where = ".".join(str(part) for part in error.absolute_path) or "(top)"
+            problems.append(f"{name}: {where}: {error.message}")
+    return problems, unchecked
+
+
+def check_crds(value_set: str, crd_files: list[Path], *extra: str) -> int:
+    """`check-crds`: render a value set and check its custom resources against the CRDs."""
+    import yaml
+
+    schemas = crd_schemas(crd_files)
+    with tempfile.TemporaryDirectory() as scratch:
+        envoy = Path(scratch) / "envoy.yaml"
+        envoy.write_text(example_envoy_config())
+        done = helm("template", "ticketing", *helm_args(value_set, envoy, *extra))
+    if done.returncode != 0:
+        print(f"check-crds: helm template ({value_set}): {done.stderr.strip()}", file=sys.stderr)
+        return 2
+    docs = [doc for doc in yaml.safe_load_all(done.stdout) if doc]
+    problems, unchecked = check_custom_resources(docs, schemas)
+    checked = sum(1 for doc in docs if (doc["apiVersion"], doc["kind"]) in schemas)
+    for line in problems:
+        print(f"check-crds: {line}")
+    for line in unchecked:
+        print(f"check-crds: no CRD given for {line}")
+    print(f"check-crds: {value_set}: {checked} custom resources checked, {len(problems)} problems")
+    return 1 if problems else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m deploy.kubernetes", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -174,7 +268,17 @@ def main(argv: list[str] | None = None) -> int:
     envoy.add_argument("-o", "--output", type=Path, help="write here instead of stdout")
     examples = commands.add_parser("examples", help="render every example value set (make k8s)")
     examples.add_argument("out_dir", type=Path)
+    crds = commands.add_parser(
+        "check-crds",
+        help="check a value set's custom resources against the operators' CRDs (files)",
+    )
+    crds.add_argument("--values", default="operators", choices=VALUE_SETS)
+    crds.add_argument("--set", action="append", default=[], help="a helm --set override")
+    crds.add_argument("crd_files", type=Path, nargs="+", help="CRD manifests (YAML)")
     ns = parser.parse_args(argv)
+    if ns.command == "check-crds":
+        overrides = [arg for item in ns.set for arg in ("--set", item)]
+        return check_crds(ns.values, ns.crd_files, *overrides)
     if ns.command == "examples":
         for path in render_examples(ns.out_dir):
             print(f"k8s: wrote {path}")

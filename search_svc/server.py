@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ticketing.search.v1 import search_pb2
 
-from search_svc.adapters.engine import EventIndex, connect
+from search_svc.adapters.engine import EventIndex, auth_from, connect
 from search_svc.service import EventSearch
 from search_svc.servicer import SearchServiceServicer
 from search_svc.settings import SearchSettings
@@ -20,6 +20,7 @@ async def create_server(settings: SearchSettings) -> ServiceServer:
         request_timeout=settings.search_timeout_seconds,
         connections=settings.search_engine_threads,
         engine=settings.search_engine,
+        auth=auth_from(settings),
     )
     index = EventIndex(client, threads=settings.search_engine_threads)
     servicer = SearchServiceServicer(EventSearch(index), timeout=settings.search_timeout_seconds)

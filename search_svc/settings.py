@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 
-from ticketing_common.settings import BaseSettings, SettingsError
+from ticketing_common.settings import SearchEngineSettings, SettingsError
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class SearchSettings(BaseSettings):
-    search_url: str
-    # Which client speaks to it: auto (ask the engine's root endpoint), elasticsearch, opensearch.
-    search_engine: str = "auto"
+class SearchSettings(SearchEngineSettings):
     # The longest a search waits for the engine (a shorter gRPC deadline wins). Short: when
     # the engine is slow or down, a fast UNAVAILABLE beats a hanging page.
     search_timeout_seconds: float = 3.0
@@ -20,11 +17,6 @@ class SearchSettings(BaseSettings):
 
     def validate(self) -> None:
         super().validate()
-        if self.search_engine not in ("auto", "elasticsearch", "opensearch"):
-            raise SettingsError(
-                f"TICKETING_SEARCH_ENGINE={self.search_engine!r}: use auto, elasticsearch or"
-                " opensearch"
-            )
         if not 0 < self.search_timeout_seconds <= 60:
             raise SettingsError("TICKETING_SEARCH_TIMEOUT_SECONDS must be in (0, 60]")
         if not 1 <= self.search_engine_threads <= 256:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import ssl
 import types
 import typing
 from collections.abc import Mapping
@@ -116,6 +117,76 @@ class RedisSettings(BaseSettings):
             raise SettingsError(
                 f"{env_name('redis_master_name')} must name the primary the Sentinels monitor"
             )
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SearchEngineSettings(BaseSettings):
+    """What a process that talks to the search engine needs (the search service and the CDC
+    worker share one adapter, ``search_svc.adapters.engine``).
+
+    An engine made by an operator (the OpenSearch operator, ECK) serves HTTPS with a
+    certificate of its own CA and asks for basic auth: ``search_ca_file`` is that CA (PEM),
+    ``search_username`` with ``search_password`` or ``search_password_file`` (a mounted
+    Secret's key; read once at start) the account. Both official clients get all of them."""
+
+    search_url: str
+    # Which client speaks to it: auto (ask the engine's root endpoint), elasticsearch, opensearch.
+    search_engine: str = "auto"
+    search_username: str = ""
+    search_password: str = ""
+    search_password_file: str = ""
+    search_ca_file: str = ""
+
+    def validate(self) -> None:
+        super().validate()
+        if self.search_engine not in SEARCH_ENGINES:
+            raise SettingsError(
+                f"{env_name('search_engine')}={self.search_engine!r}: use auto, elasticsearch or"
+                " opensearch"
+            )
+        if self.search_password and self.search_password_file:
+            raise SettingsError(
+                f"set one of {env_name('search_password')} and"
+                f" {env_name('search_password_file')}, not both"
+            )
+        if self.search_password_file:
+            try:
+                Path(self.search_password_file).read_bytes()
+            except OSError as exc:
+                raise SettingsError(
+                    f"{env_name('search_password_file')}={self.search_password_file!r} cannot be"
+                    f" read: {exc.strerror or exc}"
+                ) from exc
+        has_password = bool(self.search_password or self.search_password_file)
+        if has_password != bool(self.search_username):
+            raise SettingsError(
+                f"{env_name('search_username')} and a password ({env_name('search_password')} or"
+                f" {env_name('search_password_file')}) go together: basic auth needs both"
+            )
+        if self.search_ca_file:
+            if not self.search_url.lower().startswith("https://"):
+                raise SettingsError(
+                    f"{env_name('search_ca_file')} is set but {env_name('search_url')}="
+                    f"{self.search_url!r} is not https://: the CA would never be used"
+                )
+            try:
+                ssl.create_default_context(cafile=self.search_ca_file)
+            except (OSError, ssl.SSLError) as exc:
+                reason = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or exc
+                raise SettingsError(
+                    f"{env_name('search_ca_file')}={self.search_ca_file!r} is not a readable PEM"
+                    f" CA certificate: {reason}"
+                ) from exc
+
+    def search_password_value(self) -> str:
+        """The password: the variable's, or the file's first line (a Secret's key)."""
+        if self.search_password_file:
+            text = Path(self.search_password_file).read_text(encoding="utf-8")
+            return text.splitlines()[0] if text else ""
+        return self.search_password
+
+
+SEARCH_ENGINES = ("auto", "elasticsearch", "opensearch")
 
 
 def env_name(field_name: str) -> str:

@@ -22,16 +22,26 @@ The index settings and mappings (``search_svc.documents``) are valid for both en
 the two APIs differ is only in this module: the create, bulk and alias calls take their bodies
 differently (``opensearch-py`` takes ``body=``).
 
+* **Credentials and the engine's CA.** An engine made by an operator (the OpenSearch
+  operator, ECK) serves HTTPS with a certificate of its own CA and asks for basic auth.
+  ``EngineAuth`` (from ``TICKETING_SEARCH_USERNAME``, ``TICKETING_SEARCH_PASSWORD`` or
+  ``_PASSWORD_FILE`` and ``TICKETING_SEARCH_CA_FILE``; ``auth_from(settings)``) reaches both
+  official clients and the ``auto`` probe of the root endpoint alike: the certificate is
+  verified against that CA, never skipped.
+
 Production: point ``TICKETING_SEARCH_URL`` at the cluster's load balancer.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextvars
+import dataclasses
 import functools
 import json
 import logging
+import ssl
 import threading
 import time
 import typing
@@ -52,16 +62,69 @@ from search_svc.domain import GeoPoint
 from search_svc.query import city_lookup_body
 from search_svc.results import location_of
 from ticketing_common.errors import Unavailable
+from ticketing_common.settings import SEARCH_ENGINES, SearchEngineSettings
 
 log = logging.getLogger("search.engine")
 
-ENGINES = ("auto", "elasticsearch", "opensearch")
+ENGINES = SEARCH_ENGINES
 _CITY_CACHE_SIZE = 1000
 _JSON_HEADERS = {"accept": "application/json", "content-type": "application/json"}
 _PLAIN_MEDIA_TYPES = {
     "application/vnd.elasticsearch+json": "application/json",
     "application/vnd.elasticsearch+x-ndjson": "application/x-ndjson",
 }
+
+
+# -- credentials -------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class EngineAuth:
+    """Basic auth and the CA of the engine's HTTPS certificate; empty fields: not used."""
+
+    username: str = ""
+    password: str = dataclasses.field(default="", repr=False)
+    ca_file: str = ""
+
+    def elasticsearch_options(self) -> dict[str, Any]:
+        options: dict[str, Any] = {}
+        if self.username:
+            options["basic_auth"] = (self.username, self.password)
+        if self.ca_file:
+            options["ca_certs"] = self.ca_file
+            options["verify_certs"] = True
+        return options
+
+    def opensearch_options(self) -> dict[str, Any]:
+        options: dict[str, Any] = {}
+        if self.username:
+            options["http_auth"] = (self.username, self.password)
+        if self.ca_file:
+            options["ca_certs"] = self.ca_file
+            options["verify_certs"] = True
+        return options
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """For the root-endpoint probe: the system's trust, or only this CA when given."""
+        return ssl.create_default_context(cafile=self.ca_file) if self.ca_file else None
+
+    def headers(self) -> dict[str, str]:
+        if not self.username:
+            return {}
+        token = base64.b64encode(f"{self.username}:{self.password}".encode()).decode()
+        return {"Authorization": f"Basic {token}"}
+
+
+NO_AUTH = EngineAuth()
+
+
+def auth_from(settings: SearchEngineSettings) -> EngineAuth:
+    """The credentials and CA a process's settings name (the password file is read here)."""
+    return EngineAuth(
+        username=settings.search_username,
+        password=settings.search_password_value(),
+        ca_file=settings.search_ca_file,
+    )
 
 
 # -- errors ------------------------------------------------------------------------------------
@@ -200,7 +263,9 @@ class _OfficialClient:
 class ElasticsearchClient(_OfficialClient):
     engine = "elasticsearch"
 
-    def __init__(self, url: str, *, request_timeout: float, connections: int) -> None:
+    def __init__(
+        self, url: str, *, request_timeout: float, connections: int, auth: EngineAuth = NO_AUTH
+    ) -> None:
         self._client = Elasticsearch(
             url,
             node_class=PlainJsonNode,
@@ -210,6 +275,7 @@ class ElasticsearchClient(_OfficialClient):
             connections_per_node=connections,
             # Searches and bulk bodies are small and local; compression would only cost CPU.
             http_compress=False,
+            **auth.elasticsearch_options(),
         )
         self._timed: dict[int, Elasticsearch] = {}
 
@@ -268,7 +334,9 @@ class ElasticsearchClient(_OfficialClient):
 class OpenSearchClient(_OfficialClient):
     engine = "opensearch"
 
-    def __init__(self, url: str, *, request_timeout: float, connections: int) -> None:
+    def __init__(
+        self, url: str, *, request_timeout: float, connections: int, auth: EngineAuth = NO_AUTH
+    ) -> None:
         self._client = OpenSearch(
             hosts=[url],
             timeout=request_timeout,
@@ -276,6 +344,7 @@ class OpenSearchClient(_OfficialClient):
             retry_on_timeout=False,
             pool_maxsize=connections,
             http_compress=False,
+            **auth.opensearch_options(),
         )
 
     def _call(self, action: Callable[[], Any]) -> Any:
@@ -316,11 +385,15 @@ class OpenSearchClient(_OfficialClient):
 # -- choosing ----------------------------------------------------------------------------------
 
 
-def detect(url: str, *, timeout: float = 5.0) -> str:
+def detect(url: str, *, timeout: float = 5.0, auth: EngineAuth = NO_AUTH) -> str:
     """Which engine answers at ``url``: its root endpoint's ``version.distribution``
-    (OpenSearch says ``opensearch``; Elasticsearch has none)."""
+    (OpenSearch says ``opensearch``; Elasticsearch has none). Asked with the same
+    credentials and CA as the clients."""
+    request = urllib.request.Request(url.rstrip("/") + "/", headers=auth.headers())  # noqa: S310
     try:
-        with urllib.request.urlopen(url.rstrip("/") + "/", timeout=timeout) as resp:  # noqa: S310
+        with urllib.request.urlopen(  # noqa: S310
+            request, timeout=timeout, context=auth.ssl_context()
+        ) as resp:
             root = json.loads(resp.read())
     except (OSError, ValueError) as exc:
         raise EngineUnavailable(f"cannot ask {url} which engine it is: {exc}") from exc
@@ -333,10 +406,13 @@ class AutoClient:
     process starts even while the engine is still down, and its calls fail with
     ``EngineUnavailable`` until the engine answers."""
 
-    def __init__(self, url: str, *, request_timeout: float, connections: int) -> None:
+    def __init__(
+        self, url: str, *, request_timeout: float, connections: int, auth: EngineAuth = NO_AUTH
+    ) -> None:
         self._url = url
         self._request_timeout = request_timeout
         self._connections = connections
+        self._auth = auth
         self._client: EngineClient | None = None
         self._lock = threading.Lock()
 
@@ -347,12 +423,13 @@ class AutoClient:
     def resolve(self) -> EngineClient:
         with self._lock:
             if self._client is None:
-                found = detect(self._url, timeout=self._request_timeout)
+                found = detect(self._url, timeout=self._request_timeout, auth=self._auth)
                 self._client = _client_for(
                     found,
                     self._url,
                     request_timeout=self._request_timeout,
                     connections=self._connections,
+                    auth=self._auth,
                 )
                 log.info("search engine at %s is %s", self._url, found)
             return self._client
@@ -365,22 +442,31 @@ class AutoClient:
             self._client.close()
 
 
-def _client_for(engine: str, url: str, *, request_timeout: float, connections: int) -> Any:
+def _client_for(
+    engine: str, url: str, *, request_timeout: float, connections: int, auth: EngineAuth
+) -> Any:
     kind = OpenSearchClient if engine == "opensearch" else ElasticsearchClient
-    return kind(url, request_timeout=request_timeout, connections=connections)
+    return kind(url, request_timeout=request_timeout, connections=connections, auth=auth)
 
 
 def connect(
-    url: str, *, request_timeout: float, connections: int = 16, engine: str = "auto"
+    url: str,
+    *,
+    request_timeout: float,
+    connections: int = 16,
+    engine: str = "auto",
+    auth: EngineAuth = NO_AUTH,
 ) -> EngineClient:
     """A client of the engine at ``url`` (see the module docstring)."""
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {', '.join(ENGINES)} (got {engine!r})")
     if engine == "auto":
-        auto: Any = AutoClient(url, request_timeout=request_timeout, connections=connections)
+        auto: Any = AutoClient(
+            url, request_timeout=request_timeout, connections=connections, auth=auth
+        )
         return typing.cast(EngineClient, auto)
     client: EngineClient = _client_for(
-        engine, url, request_timeout=request_timeout, connections=connections
+        engine, url, request_timeout=request_timeout, connections=connections, auth=auth
     )
     return client
 

@@ -10,12 +10,14 @@ The gateway's Envoy config is the one deploy/kubernetes.py renders, and Envoy ac
 
 from __future__ import annotations
 
+import base64
 import importlib
 import json
 import subprocess
 import warnings
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import kubernetes_validate
 import pytest
@@ -43,24 +45,65 @@ EXPECTED_REPLICAS = {
         "cdc-worker": 1,
         "gateway": 3,
     },
+    "managed": {
+        "catalog": 2,
+        "search": 2,
+        "booking": 3,
+        "queue": 2,
+        "cdc-worker": 1,
+        "gateway": 2,
+    },
+    "operators": {
+        "catalog": 3,
+        "search": 3,
+        "booking": 4,
+        "queue": 3,
+        "cdc-worker": 2,
+        "gateway": 3,
+    },
 }
-# Variables that carry credentials: only ever a secretKeyRef.
+# Variables that carry credentials: only ever a secretKeyRef. With a CloudNativePG cluster the
+# chart makes, TICKETING_DATABASE_URL is a plain value without a password (the role's name and
+# the `<cluster>-rw` Service) and the password is PGPASSWORD's, from the role's Secret.
 SECRET_VARIABLES = {
     "TICKETING_DATABASE_URL",
     "TICKETING_ADMISSION_KEY",
     "TICKETING_STRIPE_API_KEY",
     "TICKETING_STRIPE_WEBHOOK_SECRET",
+    "PGPASSWORD",
 }
+# The custom resources of the operators the chart can ask for; only where values enable them.
+OPERATOR_KINDS = {
+    "Cluster",
+    "RedisReplication",
+    "RedisSentinel",
+    "OpenSearchCluster",
+    "Elasticsearch",
+}
+EXPECTED_OPERATOR_KINDS = {
+    "default": set(),
+    "minimal": set(),
+    "production": set(),
+    "managed": set(),
+    "operators": {"Cluster", "RedisReplication", "RedisSentinel", "OpenSearchCluster"},
+}
+VALUES_FILES = [kubernetes.CHART / "values.yaml", *sorted((CHART.parent / "values").glob("*.yaml"))]
 # Deployment -> the credentials it needs (and so the only ones it may see).
 SECRETS_OF = {
     "catalog": {"TICKETING_DATABASE_URL"},
     "search": set(),
-    "booking": SECRET_VARIABLES,
+    "booking": SECRET_VARIABLES - {"PGPASSWORD"},
     "queue": {"TICKETING_ADMISSION_KEY"},
     "cdc-worker": {"TICKETING_DATABASE_URL"},
 }
 GRPC_SERVICES = ("catalog", "search", "booking", "queue")
-AUTOSCALED = {"default": set(), "minimal": set(), "production": {"catalog", "search"}}
+AUTOSCALED = {
+    "default": set(),
+    "minimal": set(),
+    "production": {"catalog", "search"},
+    "managed": {"catalog", "search"},
+    "operators": {"catalog", "search"},
+}
 # Package -> its settings class (settings.py of each service).
 SETTINGS_CLASSES = {
     "catalog_svc": "CatalogSettings",
@@ -119,6 +162,39 @@ def workloads(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 def env_of(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {item["name"]: item for item in container.get("env", [])}
+
+
+def credentials_of(env: dict[str, dict[str, Any]]) -> set[str]:
+    """The credential variables a container gets, the database's counted once (as
+    TICKETING_DATABASE_URL) whether the password is in the URL's Secret or in PGPASSWORD's."""
+    names = SECRET_VARIABLES & set(env)
+    if "PGPASSWORD" in names:
+        names = (names - {"PGPASSWORD"}) | {"TICKETING_DATABASE_URL"}
+    return names
+
+
+def database_secret_of(env: dict[str, dict[str, Any]]) -> str:
+    """The Secret holding a container's database password."""
+    item = env["PGPASSWORD"] if "PGPASSWORD" in env else env["TICKETING_DATABASE_URL"]
+    name: str = item["valueFrom"]["secretKeyRef"]["name"]
+    return name
+
+
+def mounted_secret(workload: dict[str, Any], path: str) -> tuple[str, str]:
+    """(Secret, key) of the file at ``path`` in a workload's only container: which volume is
+    mounted where, and which of its Secret's keys lands at that file."""
+    spec = pod_spec(workload)
+    (container,) = spec["containers"]
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    for mount in container["volumeMounts"]:
+        folder = mount["mountPath"].rstrip("/") + "/"
+        if not path.startswith(folder):
+            continue
+        secret = volumes[mount["name"]]["secret"]
+        for item in secret.get("items", []):
+            if item["path"] == path[len(folder) :]:
+                return secret["secretName"], item["key"]
+    raise AssertionError(f"{path} is not a file of a mounted Secret")
 
 
 @pytest.mark.parametrize("value_set", list(VALUE_SETS))
@@ -183,8 +259,16 @@ def test_every_deployment_has_grpc_probes_on_its_health_port(
                 assert listen == f"0.0.0.0:{ports['grpc']}", name
 
 
+@pytest.fixture(scope="module")
+def dev_state(tmp_path_factory: pytest.TempPathFactory) -> StateDir:
+    """A development CA, standing in for the CAs the operators generate."""
+    state = StateDir(tmp_path_factory.mktemp("dev-ca"))
+    certs.ensure_certs(state)
+    return state
+
+
 def test_each_service_starts_with_the_environment_the_chart_gives_it(
-    rendered: tuple[str, list[dict[str, Any]]],
+    rendered: tuple[str, list[dict[str, Any]]], dev_state: StateDir, tmp_path: Path
 ) -> None:
     """The service's own settings loader accepts the pod's environment: every required
     TICKETING_* variable is there (a Secret reference counts, with a stand-in value) and every
@@ -196,6 +280,18 @@ def test_each_service_starts_with_the_environment_the_chart_gives_it(
         environ = dict(shared)
         for variable, item in env_of(container).items():
             environ[variable] = item.get("value", "postgresql://from-secret@db:5432/ticketing")
+        # Files the settings read at start (the search engine's password and CA): a stand-in
+        # of what the mounted Secret holds, where the pod would have it.
+        for variable, stand_in in (
+            ("TICKETING_SEARCH_PASSWORD_FILE", "password\n"),
+            ("TICKETING_SEARCH_CA_FILE", certs.ca_path(dev_state).read_text()),
+        ):
+            if variable in environ:
+                mounted_secret(of_kind(docs, "Deployment")[name], environ[variable])
+                local = tmp_path / name / Path(environ[variable]).name
+                local.parent.mkdir(parents=True, exist_ok=True)
+                local.write_text(stand_in)
+                environ[variable] = str(local)
         module = importlib.import_module(f"{package}.settings")
         loaded = settings.load(getattr(module, SETTINGS_CLASSES[package]), environ)
         assert loaded.listen == environ["TICKETING_LISTEN"], name
@@ -217,18 +313,35 @@ def test_no_container_runs_as_root(rendered: tuple[str, list[dict[str, Any]]]) -
 
 
 def test_no_secret_value_is_rendered(rendered: tuple[str, list[dict[str, Any]]]) -> None:
-    _, docs = rendered
-    assert of_kind(docs, "Secret") == {}, "the chart must not carry a Secret"
+    """No credential comes from values or the chart: the only Secrets rendered are the role
+    passwords of a CloudNativePG cluster the chart makes, generated at install (random, not a
+    value of any values file); every credential variable is a secretKeyRef, and a database URL
+    written as a plain value carries no password."""
+    value_set, docs = rendered
+    values_text = "\n".join(path.read_text() for path in VALUES_FILES)
+    secrets = of_kind(docs, "Secret")
+    if value_set != "operators":
+        assert secrets == {}, "the chart must not carry a Secret"
+    for name, secret in secrets.items():
+        assert secret["metadata"]["annotations"]["ticketing.dev/generated"] == "password", name
+        assert secret["type"] == "kubernetes.io/basic-auth", name
+        assert set(secret["data"]) == {"username", "password"}, name
+        password = base64.b64decode(secret["data"]["password"]).decode()
+        assert len(password) >= 32 and password not in values_text, name
     for config_map in of_kind(docs, "ConfigMap").values():
         assert not SECRET_VARIABLES & set(config_map.get("data", {}))
     for name, workload in workloads(docs).items():
         for container in pod_spec(workload)["containers"]:
             env = env_of(container)
             for variable in SECRET_VARIABLES & set(env):
+                if variable == "TICKETING_DATABASE_URL" and "value" in env[variable]:
+                    assert urlsplit(env[variable]["value"]).password is None, name
+                    assert "PGPASSWORD" in env, name
+                    continue
                 assert "value" not in env[variable], (name, variable)
                 assert env[variable]["valueFrom"]["secretKeyRef"]["name"], (name, variable)
             if name in SECRETS_OF:
-                assert SECRET_VARIABLES & set(env) == SECRETS_OF[name], name
+                assert credentials_of(env) == SECRETS_OF[name], name
 
 
 def test_replicas_and_disruption_budgets_as_configured(
@@ -284,6 +397,10 @@ def test_stateful_parts_are_external_endpoints(
     if value_set == "production":
         assert config["TICKETING_REDIS_SENTINELS"] == "sales-redis-sentinel.data.svc:26379"
         assert config["TICKETING_REDIS_MASTER_NAME"] == "sales"
+    elif value_set == "operators":
+        # The Sentinels the redis-operator runs for the chart's RedisSentinel.
+        assert config["TICKETING_REDIS_SENTINELS"] == "sales-redis-sentinel:26379"
+        assert config["TICKETING_REDIS_MASTER_NAME"] == "sales"
     else:
         assert "TICKETING_REDIS_SENTINELS" not in config
     assert config["TICKETING_SEARCH_URL"].startswith(("http://", "https://"))
@@ -294,13 +411,17 @@ def test_stateful_parts_are_external_endpoints(
 def test_migrations_run_before_a_release_starts(
     rendered: tuple[str, list[dict[str, Any]]],
 ) -> None:
-    _, docs = rendered
+    value_set, docs = rendered
     job = of_kind(docs, "Job")["migrations"]
     hooks = set(job["metadata"]["annotations"]["helm.sh/hook"].split(","))
-    assert hooks == {"pre-install", "pre-upgrade"}
+    if of_kind(docs, "Cluster"):
+        # The chart makes the database: it exists only once the release is installed.
+        assert hooks == {"post-install", "pre-upgrade"}, value_set
+    else:
+        assert hooks == {"pre-install", "pre-upgrade"}, value_set
     (container,) = pod_spec(job)["containers"]
     assert container["command"] == ["python", "-m", "deploy.migrate"]
-    assert "secretKeyRef" in env_of(container)["TICKETING_DATABASE_URL"]["valueFrom"]
+    assert database_secret_of(env_of(container))
     # A hook runs before the release's ConfigMap exists.
     assert "envFrom" not in container
 
@@ -312,7 +433,7 @@ def test_each_service_reads_its_own_roles_database_secret(
     Job alone gets the owner's, and no two workloads share one."""
     value_set, docs = rendered
     secret_of = {
-        name: env_of(container)["TICKETING_DATABASE_URL"]["valueFrom"]["secretKeyRef"]["name"]
+        name: database_secret_of(env_of(container))
         for name, workload in workloads(docs).items()
         for container in pod_spec(workload)["containers"]
         if "TICKETING_DATABASE_URL" in env_of(container)
@@ -590,7 +711,7 @@ def test_every_pod_mounts_its_own_certificate_and_only_the_gateway_may_name_call
         assert "TICKETING_PLAINTEXT" not in env, name
     assert len(set(secrets.values())) == len(secrets), secrets
     certificates = of_kind(docs, "Certificate")
-    if value_set == "production":
+    if value_set in ("production", "managed", "operators"):
         by_secret = {c["spec"]["secretName"]: c for c in certificates.values()}
         assert set(by_secret) == set(secrets.values())
         for name, secret in secrets.items():
@@ -603,3 +724,280 @@ def test_every_pod_mounts_its_own_certificate_and_only_the_gateway_may_name_call
             assert spec["issuerRef"]["kind"] == "ClusterIssuer"
     else:
         assert certificates == {}, "certificates are the operator's unless certManager is on"
+
+
+# -- the operators' sub-resources ---------------------------------------------------------------
+
+
+def test_operator_resources_appear_only_where_values_enable_them(
+    rendered: tuple[str, list[dict[str, Any]]],
+) -> None:
+    value_set, docs = rendered
+    kinds = {doc["kind"] for doc in docs} & OPERATOR_KINDS
+    print(f"{value_set}: operator resources {sorted(kinds)}")
+    assert kinds == EXPECTED_OPERATOR_KINDS[value_set]
+
+
+def _render(helm: Path, envoy_config: Path, value_set: str, *sets: str) -> list[dict[str, Any]]:
+    extra = [arg for item in sets for arg in ("--set", item)]
+    done = run_helm(helm, "template", "ticketing", *helm_args(value_set, envoy_config, *extra))
+    assert done.returncode == 0, done.stderr
+    docs = [doc for doc in yaml.safe_load_all(done.stdout) if doc]
+    for doc in docs:
+        _validate_manifest(doc)
+    return docs
+
+
+def _container(docs: list[dict[str, Any]], name: str) -> dict[str, Any]:
+    (container,) = pod_spec(workloads(docs)[name])["containers"]
+    return container
+
+
+ROLE_OF = {
+    "catalog": "ticketing_catalog",
+    "booking": "ticketing_booking",
+    "cdc-worker": "ticketing_cdc",
+}
+
+
+def test_the_cloudnativepg_cluster_is_what_the_services_connect_to(
+    helm: Path, envoy_config: Path
+) -> None:
+    """The Cluster streams logically with failover slots and synchronous standbys; each
+    service connects to `<cluster>-rw` as its own managed role, with that role's password
+    Secret, verifying the server against the cluster's CA; the migrations as the superuser."""
+    docs = _render(helm, envoy_config, "operators")
+    (cluster,) = of_kind(docs, "Cluster").values()
+    assert cluster["apiVersion"] == "postgresql.cnpg.io/v1"
+    name, spec = cluster["metadata"]["name"], cluster["spec"]
+    assert spec["instances"] == 3
+    parameters = spec["postgresql"]["parameters"]
+    assert parameters["wal_level"] == "logical"
+    assert parameters["sync_replication_slots"] == "on"
+    assert parameters["hot_standby_feedback"] == "on"
+    assert int(parameters["max_replication_slots"]) >= 2
+    assert int(parameters["max_wal_senders"]) >= 2
+    assert spec["replicationSlots"]["highAvailability"]["enabled"] is True
+    assert spec["postgresql"]["synchronous"] == {
+        "method": "any",
+        "number": 1,
+        "dataDurability": "required",
+    }
+    assert spec["enableSuperuserAccess"] is True
+    roles = {role["name"]: role for role in spec["managed"]["roles"]}
+    assert set(roles) == set(components.DATABASE_ROLES.values()) == set(ROLE_OF.values())
+    assert {r for r, role in roles.items() if role["replication"]} == {"ticketing_cdc"}
+    assert not any(role["superuser"] for role in roles.values())
+    secrets = of_kind(docs, "Secret")
+    for workload, role in ROLE_OF.items():
+        env = env_of(_container(docs, workload))
+        url = urlsplit(env["TICKETING_DATABASE_URL"]["value"])
+        assert (url.username, url.hostname, url.port, url.path) == (
+            role,
+            f"{name}-rw",
+            5432,
+            "/ticketing",
+        ), workload
+        query = parse_qs(url.query)
+        assert query["sslmode"] == ["verify-full"], workload
+        assert mounted_secret(workloads(docs)[workload], query["sslrootcert"][0]) == (
+            f"{name}-ca",
+            "ca.crt",
+        )
+        # The password the service sends is the one the operator gives the role.
+        secret = database_secret_of(env)
+        assert env["PGPASSWORD"]["valueFrom"]["secretKeyRef"]["key"] == "password"
+        assert roles[role]["passwordSecret"]["name"] == secret, workload
+        assert base64.b64decode(secrets[secret]["data"]["username"]).decode() == role
+    migrate = env_of(_container(docs, "migrations"))
+    url = urlsplit(migrate["TICKETING_DATABASE_URL"]["value"])
+    assert (url.username, url.hostname) == ("postgres", f"{name}-rw")
+    assert database_secret_of(migrate) == f"{name}-superuser"
+    print(f"cluster {name}: roles {sorted(roles)}, services at {name}-rw")
+
+
+def test_role_passwords_are_generated_at_install_or_taken_from_named_secrets(
+    helm: Path, envoy_config: Path
+) -> None:
+    first = of_kind(_render(helm, envoy_config, "operators"), "Secret")
+    second = of_kind(_render(helm, envoy_config, "operators"), "Secret")
+    assert set(first) == {"sales-db-catalog", "sales-db-booking", "sales-db-cdc-worker"}
+    for name, secret in first.items():
+        # Random per install (`lookup` keeps an existing one on upgrade), kept on uninstall.
+        assert secret["data"]["password"] != second[name]["data"]["password"], name
+        assert secret["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    named = _render(
+        helm,
+        envoy_config,
+        "operators",
+        "database.cloudNativePG.roleSecrets.generate=false",
+        "database.cloudNativePG.roleSecrets.catalog=vault-catalog",
+        "database.cloudNativePG.roleSecrets.booking=vault-booking",
+        "database.cloudNativePG.roleSecrets.cdcWorker=vault-cdc",
+    )
+    assert of_kind(named, "Secret") == {}
+    (cluster,) = of_kind(named, "Cluster").values()
+    by_role = {r["name"]: r["passwordSecret"]["name"] for r in cluster["spec"]["managed"]["roles"]}
+    assert by_role == {
+        "ticketing_catalog": "vault-catalog",
+        "ticketing_booking": "vault-booking",
+        "ticketing_cdc": "vault-cdc",
+    }
+    for workload, secret in (("catalog", "vault-catalog"), ("cdc-worker", "vault-cdc")):
+        assert database_secret_of(env_of(_container(named, workload))) == secret
+
+
+def test_redis_sentinel_by_the_operator_is_what_the_services_ask(
+    helm: Path, envoy_config: Path
+) -> None:
+    docs = _render(helm, envoy_config, "operators")
+    (replication,) = of_kind(docs, "RedisReplication").values()
+    (sentinel,) = of_kind(docs, "RedisSentinel").values()
+    for resource in (replication, sentinel):
+        assert resource["apiVersion"] == "redis.redis.opstreelabs.in/v1beta2"
+    assert replication["spec"]["clusterSize"] == 3
+    config = sentinel["spec"]["redisSentinelConfig"]
+    assert config["redisReplicationName"] == replication["metadata"]["name"]
+    shared = of_kind(docs, "ConfigMap")["ticketing-config"]["data"]
+    # Our master name, kept: the Sentinels monitor the replication under it.
+    assert config["masterGroupName"] == shared["TICKETING_REDIS_MASTER_NAME"] == "sales"
+    assert int(config["quorum"]) == sentinel["spec"]["clusterSize"] // 2 + 1
+    name = sentinel["metadata"]["name"]
+    assert shared["TICKETING_REDIS_SENTINELS"] == f"{name}-sentinel:26379"
+
+
+@pytest.mark.parametrize(
+    ("kind", "api", "service", "engine", "password", "ca"),
+    [
+        (
+            "OpenSearchCluster",
+            "opensearch.opster.io/v1",
+            "sales-search",
+            "opensearch",
+            ("sales-search-admin", "password"),
+            ("sales-search-http-cert", "ca.crt"),
+        ),
+        (
+            "Elasticsearch",
+            "elasticsearch.k8s.elastic.co/v1",
+            "sales-search-es-http",
+            "elasticsearch",
+            ("sales-search-es-elastic-user", "elastic"),
+            ("sales-search-es-http-certs-public", "ca.crt"),
+        ),
+    ],
+)
+def test_the_search_cluster_by_the_operator_is_what_search_and_the_cdc_worker_reach(
+    helm: Path,
+    envoy_config: Path,
+    kind: str,
+    api: str,
+    service: str,
+    engine: str,
+    password: tuple[str, str],
+    ca: tuple[str, str],
+) -> None:
+    """HTTPS to the operator's Service, the matching official client, the account and the CA
+    from the operator's Secrets, mounted as the files the settings name."""
+    docs = _render(helm, envoy_config, "operators", f"searchEngine.operator.kind={kind}")
+    (cluster,) = of_kind(docs, kind).values()
+    assert cluster["apiVersion"] == api
+    assert of_kind(docs, ({"OpenSearchCluster", "Elasticsearch"} - {kind}).pop()) == {}
+    shared = of_kind(docs, "ConfigMap")["ticketing-config"]["data"]
+    assert shared["TICKETING_SEARCH_URL"] == f"https://{service}:9200"
+    for workload in ("search", "cdc-worker"):
+        env = env_of(_container(docs, workload))
+        assert env["TICKETING_SEARCH_ENGINE"]["value"] == engine, workload
+        files = {
+            "password": env["TICKETING_SEARCH_PASSWORD_FILE"]["value"],
+            "ca": env["TICKETING_SEARCH_CA_FILE"]["value"],
+        }
+        assert mounted_secret(workloads(docs)[workload], files["password"]) == password
+        assert mounted_secret(workloads(docs)[workload], files["ca"]) == ca
+        username = env["TICKETING_SEARCH_USERNAME"]
+        if kind == "Elasticsearch":
+            assert username["value"] == "elastic"
+        else:
+            assert username["valueFrom"]["secretKeyRef"] == {"name": password[0], "key": "username"}
+    # Only the two processes that speak to the engine see its account.
+    for workload in ("catalog", "booking", "queue", "migrations"):
+        assert not {v for v in env_of(_container(docs, workload)) if "SEARCH" in v}, workload
+    if kind == "OpenSearchCluster":
+        security = cluster["spec"]["security"]
+        assert security["tls"]["http"]["generate"] is True
+        assert security["config"]["adminCredentialsSecret"]["name"] == password[0]
+        assert cluster["spec"]["general"]["serviceName"] == service
+    else:
+        assert cluster["spec"]["version"].startswith("9.")
+        assert cluster["spec"]["http"]["tls"]["selfSignedCertificate"]["disabled"] is False
+
+
+def test_a_managed_engine_behind_auth_gets_the_same_files(helm: Path, envoy_config: Path) -> None:
+    """Without an operator (the managed value set): values name the engine's user and the
+    Secrets of its password and CA (a provider's OpenSearch domain), mounted the same way."""
+    docs = _render(helm, envoy_config, "managed")
+    assert {doc["kind"] for doc in docs} & OPERATOR_KINDS == set()
+    shared = of_kind(docs, "ConfigMap")["ticketing-config"]["data"]
+    assert shared["TICKETING_SEARCH_URL"].startswith("https://")
+    for workload in ("search", "cdc-worker"):
+        env = env_of(_container(docs, workload))
+        assert env["TICKETING_SEARCH_ENGINE"]["value"] == "opensearch"
+        assert env["TICKETING_SEARCH_USERNAME"]["value"] == "ticketing"
+        pod = workloads(docs)[workload]
+        assert mounted_secret(pod, env["TICKETING_SEARCH_PASSWORD_FILE"]["value"]) == (
+            "sales-search-account",
+            "password",
+        )
+        assert mounted_secret(pod, env["TICKETING_SEARCH_CA_FILE"]["value"]) == (
+            "provider-ca-bundle",
+            "ca.pem",
+        )
+    # Without them (the default), no search credential at all.
+    plain = env_of(_container(_render(helm, envoy_config, "default"), "search"))
+    assert {v for v in plain if v.startswith("TICKETING_SEARCH_")} == {"TICKETING_SEARCH_ENGINE"}
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        (
+            "database.cloudNativePG.enabled=true,database.cloudNativePG.instances=0",
+            "at '/database/cloudNativePG/instances': minimum: got 0, want 1",
+        ),
+        (
+            "database.cloudNativePG.enabled=true,database.cloudNativePG.synchronous.number=3",
+            "database.cloudNativePG.synchronous.number (3) must be less than instances (3)",
+        ),
+        (
+            "database.cloudNativePG.enabled=true,database.cloudNativePG.parameters.wal_level=replica",
+            "database.cloudNativePG.parameters.wal_level is the chart's",
+        ),
+        (
+            "database.cloudNativePG.enabled=true,database.cloudNativePG.roleSecrets.generate=false",
+            "database.cloudNativePG.roleSecrets.catalog is required when roleSecrets.generate",
+        ),
+        (
+            "database.cloudNativePG.enabled=true,database.cloudNativePG.storage.size=lots",
+            "at '/database/cloudNativePG/storage/size'",
+        ),
+        (
+            "redis.operator.enabled=true,redis.operator.sentinels=1",
+            "redis.operator.sentinels must be at least 3",
+        ),
+        ("redis.operator.enabled=true,redis.operator.replicas=1", "redis.operator.replicas must"),
+        (
+            "searchEngine.operator.kind=Solr",
+            "at '/searchEngine/operator/kind': value must be one of",
+        ),
+        ("searchEngine.engine=solr", "at '/searchEngine/engine': value must be one of"),
+        ("searchEngine.operator.nodes=0", "at '/searchEngine/operator/nodes': minimum: got 0"),
+    ],
+)
+def test_bad_operator_values_fail_naming_the_field(
+    helm: Path, envoy_config: Path, override: str, message: str
+) -> None:
+    done = run_helm(
+        helm, "template", "ticketing", *helm_args("default", envoy_config), "--set", override
+    )
+    assert done.returncode != 0
+    assert message in done.stderr, done.stderr

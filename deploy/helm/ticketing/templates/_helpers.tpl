@@ -43,14 +43,134 @@ app.kubernetes.io/instance: {{ .root.Release.Name }}
 {{- end }}
 
 {{/*
+The database roles of migration 0008, by the values key of the service that uses each.
+*/}}
+{{- define "ticketing.dbRoleNames" -}}
+catalog: ticketing_catalog
+booking: ticketing_booking
+cdcWorker: ticketing_cdc
+{{- end }}
+
+{{/* The basic-auth Secret of one CloudNativePG role (dict "root" $ "role" "catalog"). */}}
+{{- define "ticketing.cnpgRoleSecret" -}}
+{{- $pg := .root.Values.database.cloudNativePG -}}
+{{- if $pg.roleSecrets.generate -}}
+{{ $pg.name }}-{{ kebabcase .role }}
+{{- else -}}
+{{ required (printf "database.cloudNativePG.roleSecrets.%s is required when roleSecrets.generate is false (a kubernetes.io/basic-auth Secret with username and password)" .role) (get $pg.roleSecrets .role) }}
+{{- end }}
+{{- end }}
+
+{{/* Where the CloudNativePG cluster's CA is mounted in the pods that connect to it. */}}
+{{- define "ticketing.cnpgCaDir" -}}
+/etc/ticketing/postgres
+{{- end }}
+
+{{/*
+The search engine the services talk to, as YAML: url, engine, username (or usernameKey: read
+from the password Secret), passwordSecret and caSecret ({name, key}; empty name: none). From
+searchEngine, or from the cluster searchEngine.operator makes.
+*/}}
+{{- define "ticketing.searchEngine" -}}
+{{- $s := .Values.searchEngine -}}
+{{- $op := $s.operator -}}
+{{- if and $op.enabled (eq $op.kind "Elasticsearch") -}}
+url: {{ printf "https://%s-es-http:9200" $op.name }}
+engine: elasticsearch
+username: elastic
+usernameKey: ""
+passwordSecret: { name: {{ printf "%s-es-elastic-user" $op.name }}, key: elastic }
+caSecret: { name: {{ printf "%s-es-http-certs-public" $op.name }}, key: ca.crt }
+{{- else if $op.enabled -}}
+url: {{ printf "https://%s:9200" $op.name }}
+engine: opensearch
+username: ""
+usernameKey: username
+passwordSecret: { name: {{ include "ticketing.opensearchCredentials" . }}, key: password }
+caSecret: { name: {{ printf "%s-http-cert" $op.name }}, key: ca.crt }
+{{- else -}}
+url: {{ required "searchEngine.url is required" $s.url | quote }}
+engine: {{ $s.engine | default "auto" }}
+username: {{ $s.username | default "" | quote }}
+usernameKey: ""
+passwordSecret: { name: {{ $s.passwordSecret.name | default "" | quote }}, key: {{ $s.passwordSecret.key | default "password" | quote }} }
+caSecret: { name: {{ $s.caSecret.name | default "" | quote }}, key: {{ $s.caSecret.key | default "ca.crt" | quote }} }
+{{- end }}
+{{- end }}
+
+{{- define "ticketing.opensearchCredentials" -}}
+{{ .Values.searchEngine.operator.credentialsSecret | default (printf "%s-admin-credentials" .Values.searchEngine.operator.name) }}
+{{- end }}
+
+{{/* Where the search engine's password and CA files are mounted. */}}
+{{- define "ticketing.searchAuthDir" -}}
+/etc/ticketing/search-auth
+{{- end }}
+{{- define "ticketing.searchCaDir" -}}
+/etc/ticketing/search-ca
+{{- end }}
+
+{{/* The Redis the services reach: url, sentinels (a list) and masterName, as YAML. */}}
+{{- define "ticketing.redis" -}}
+{{- $r := .Values.redis -}}
+{{- if $r.operator.enabled -}}
+url: {{ printf "redis://%s:6379/0" $r.operator.name }}
+sentinels: [{{ printf "%s-sentinel:26379" $r.operator.name }}]
+masterName: {{ $r.masterName | quote }}
+{{- else -}}
+url: {{ required "redis.url is required" $r.url | quote }}
+sentinels: {{ $r.sentinels | default list | toJson }}
+masterName: {{ $r.masterName | quote }}
+{{- end }}
+{{- end }}
+
+{{/*
 Secret-backed variables: what a service may see, by the name it is known under in values.
 Only references (secretKeyRef) are rendered, never a value.
 */}}
 {{- define "ticketing.secretEnv" -}}
 {{- $root := .root -}}
 {{- $dbRole := .dbRole | default "" -}}
+{{- $pg := $root.Values.database.cloudNativePG -}}
 {{- range .secrets }}
-{{- if eq . "database" }}
+{{- if and (eq . "database") $pg.enabled }}
+{{- /* The operator's cluster: the role's name in the URL, its password from its Secret. */}}
+{{- $user := "postgres" }}
+{{- $secret := printf "%s-superuser" $pg.name }}
+{{- if $dbRole }}
+{{- $user = get (include "ticketing.dbRoleNames" $root | fromYaml) $dbRole }}
+{{- $secret = include "ticketing.cnpgRoleSecret" (dict "root" $root "role" $dbRole) }}
+{{- end }}
+- name: TICKETING_DATABASE_URL
+  value: {{ printf "postgresql://%s@%s-rw:5432/%s?sslmode=verify-full&sslrootcert=%s/ca.crt" $user $pg.name $pg.database (include "ticketing.cnpgCaDir" $root) | quote }}
+- name: PGPASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: password
+{{- else if eq . "searchEngine" }}
+{{- $search := include "ticketing.searchEngine" $root | fromYaml }}
+- name: TICKETING_SEARCH_ENGINE
+  value: {{ $search.engine | quote }}
+{{- if $search.username }}
+- name: TICKETING_SEARCH_USERNAME
+  value: {{ $search.username | quote }}
+{{- else if and $search.usernameKey $search.passwordSecret.name }}
+- name: TICKETING_SEARCH_USERNAME
+  valueFrom:
+    secretKeyRef:
+      name: {{ $search.passwordSecret.name }}
+      key: {{ $search.usernameKey }}
+{{- end }}
+{{- if $search.passwordSecret.name }}
+- name: TICKETING_SEARCH_PASSWORD_FILE
+  value: {{ printf "%s/password" (include "ticketing.searchAuthDir" $root) | quote }}
+{{- end }}
+{{- if $search.caSecret.name }}
+- name: TICKETING_SEARCH_CA_FILE
+  value: {{ printf "%s/ca.crt" (include "ticketing.searchCaDir" $root) | quote }}
+{{- end }}
+{{- else if eq . "database" }}
 {{- if $dbRole }}
 {{- $db := get ($root.Values.database.roles | default dict) $dbRole | default dict }}
 - name: TICKETING_DATABASE_URL
@@ -204,11 +324,13 @@ spec:
         - name: tls
           mountPath: /etc/ticketing/tls
           readOnly: true
+        {{- include "ticketing.dataStoreMounts" (dict "root" $root "secrets" .secrets) | nindent 8 }}
       volumes:
       - name: tls
         secret:
           secretName: {{ include "ticketing.tlsSecret" $ctx }}
           defaultMode: 0440
+      {{- include "ticketing.dataStoreVolumes" (dict "root" $root "secrets" .secrets) | nindent 6 }}
       - name: metrics
         emptyDir:
           medium: Memory
@@ -290,9 +412,70 @@ metadata:
   labels:
     {{- include "ticketing.labels" $ctx | nindent 4 }}
 spec:
-  maxUnavailable: {{ $v.pdb.maxUnavailable | default 1 }}
+  maxUnavailable: {{ (get ($v.pdb | default dict) "maxUnavailable") | default 1 }}
   selector:
     matchLabels:
       {{- include "ticketing.selectorLabels" $ctx | nindent 6 }}
+{{- end }}
+{{- end }}
+
+{{/*
+The files a pod needs to reach the data stores the operators make or the values name: the
+CloudNativePG cluster's CA (only its ca.crt), the search engine's password and CA. Call with
+(dict "root" $ "secrets" (list "database" "searchEngine" ...)).
+*/}}
+{{- define "ticketing.dataStoreMounts" -}}
+{{- $root := .root -}}
+{{- if and (has "database" .secrets) $root.Values.database.cloudNativePG.enabled }}
+- name: postgres-ca
+  mountPath: {{ include "ticketing.cnpgCaDir" $root }}
+  readOnly: true
+{{- end }}
+{{- if has "searchEngine" .secrets }}
+{{- $search := include "ticketing.searchEngine" $root | fromYaml }}
+{{- if $search.passwordSecret.name }}
+- name: search-auth
+  mountPath: {{ include "ticketing.searchAuthDir" $root }}
+  readOnly: true
+{{- end }}
+{{- if $search.caSecret.name }}
+- name: search-ca
+  mountPath: {{ include "ticketing.searchCaDir" $root }}
+  readOnly: true
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "ticketing.dataStoreVolumes" -}}
+{{- $root := .root -}}
+{{- if and (has "database" .secrets) $root.Values.database.cloudNativePG.enabled }}
+- name: postgres-ca
+  secret:
+    secretName: {{ printf "%s-ca" $root.Values.database.cloudNativePG.name }}
+    items:
+    - key: ca.crt
+      path: ca.crt
+    defaultMode: 0440
+{{- end }}
+{{- if has "searchEngine" .secrets }}
+{{- $search := include "ticketing.searchEngine" $root | fromYaml }}
+{{- if $search.passwordSecret.name }}
+- name: search-auth
+  secret:
+    secretName: {{ $search.passwordSecret.name }}
+    items:
+    - key: {{ $search.passwordSecret.key }}
+      path: password
+    defaultMode: 0440
+{{- end }}
+{{- if $search.caSecret.name }}
+- name: search-ca
+  secret:
+    secretName: {{ $search.caSecret.name }}
+    items:
+    - key: {{ $search.caSecret.key }}
+      path: ca.crt
+    defaultMode: 0440
+{{- end }}
 {{- end }}
 {{- end }}
