@@ -10,14 +10,29 @@ Searches and writes go through the alias ``ALIAS``; the concrete index behind it
 while searches keep reading the old one. A change of the mapping below that is not additive
 needs a new ``SCHEMA_VERSION`` (a rebuild on the next worker start picks it up).
 
-Production notes (a real Elasticsearch or OpenSearch cluster):
+Production settings (``SETTINGS``, written here once; the CDC worker creates every index with
+them, through either client, and README.md "Search and the CDC worker" documents them per
+engine). The same body is valid for Elasticsearch 9 and OpenSearch 2/3; they differ only in
+what is said below:
 
-* ``number_of_replicas``: at least 1, so a node loss keeps the index searchable; 0 here because
-  the embedded engine is one in-memory node.
+* ``number_of_shards``: 1 (both engines' default): right up to tens of millions of events, the
+  documents are small; a search touches one shard.
+* ``auto_expand_replicas: "0-1"``: one replica as soon as the cluster has a second data node,
+  none on a single node (the embedded engine, a one-node development cluster), so a node loss
+  keeps the index searchable with no setting to change per deployment. Both engines have it
+  (OpenSearch kept it from Elasticsearch 7.10). Where the platform wants another count, e.g.
+  Amazon OpenSearch Service's Multi-AZ with Standby (a full copy in each of three zones: two
+  replicas), set ``number_of_replicas`` on the index after it is created.
 * ``refresh_interval``: 500 ms keeps "commit to visible" under the one-second promise of the
-  search view (the engine's default of 1 s alone would use the whole budget). The embedded
-  engine makes every write visible at once and ignores it.
-* ``number_of_shards``: 1 is right up to tens of millions of events; the documents are small.
+  search view (the engines' default of 1 s alone would use the whole budget; set explicitly it
+  also keeps idle shards from skipping refreshes, in both engines). OpenSearch refuses a value
+  below its cluster setting ``cluster.minimum.index.refresh_interval`` (a floor an operator
+  may raise); Elasticsearch has no such floor. The embedded engine makes every write visible at
+  once and ignores it.
+* Analyzers: ``folded`` (standard tokenizer, lowercase, asciifolding) and ``prefixes`` (the
+  same plus an ``edge_ngram`` filter, 1..20) use only built-in components, the same in both
+  engines; no plugin (ICU, phonetic) is needed. ``index.max_ngram_diff`` limits ``ngram``, not
+  ``edge_ngram``, in both.
 * The CDC worker writes with external versions (``version_type=external_gte``, the WAL
   position), so replays after a crash and a second worker racing the first are harmless.
 """
@@ -66,7 +81,7 @@ def _name_field() -> dict[str, Any]:
 
 SETTINGS: dict[str, Any] = {
     "number_of_shards": 1,
-    "number_of_replicas": 0,
+    "auto_expand_replicas": "0-1",
     "refresh_interval": "500ms",
     "analysis": _ANALYSIS,
 }

@@ -1,7 +1,9 @@
-"""A Redis Sentinel group of the tests' own: a primary, a replica and three Sentinels, each a
-redis-server process (the packaged binary, deploy/stack/components.py) on a free loopback port
-in a temporary directory of its own, with AOF on. Started ready (the replica in sync, every
-Sentinel knowing the replica and the two other Sentinels) and stopped, directories removed."""
+"""A Redis Sentinel group of the tests' own, started by the stack's own code
+(deploy/stack/ha.py, as `ticketing up --ha` starts it): a primary (``redis``), a replica
+(``redis-replica``) and three Sentinels, each a redis-server process on the ports of a free port
+layout, in a temporary state directory of its own, with AOF on. Started ready (the replica in
+sync, every Sentinel knowing the replica and the two other Sentinels) and stopped, directories
+removed. Which node is the primary is asked the way the stack asks (ha.current_primary_port)."""
 
 from __future__ import annotations
 
@@ -17,10 +19,12 @@ from pathlib import Path
 
 import redis
 
-from deploy.stack.components import redis_node_argv, sentinel_argv
-from deploy.stack.ports import HOST
+from deploy.stack import ha
+from deploy.stack.ports import HOST, Ports
+from deploy.stack.state import StateDir
+from tests.conftest import pick_port_layout
 
-MASTER_NAME = "ticketing"
+MASTER_NAME = ha.MASTER_NAME
 
 
 def free_port() -> int:
@@ -48,6 +52,7 @@ class Node:
 class SentinelGroup:
     primary: Node
     replica: Node
+    ports: Ports
     sentinels: list[Node] = field(default_factory=list)
     master_name: str = MASTER_NAME
 
@@ -57,20 +62,7 @@ class SentinelGroup:
 
     def master_port(self) -> int | None:
         """The primary's port as the Sentinels' majority reports it (None: no answer yet)."""
-        seen: list[int] = []
-        for node in self.sentinels:
-            with contextlib.suppress(redis.RedisError), node.client() as client:
-                address = client.sentinel_get_master_addr_by_name(self.master_name)
-                if address:
-                    seen.append(int(address[1]))
-        best = max(set(seen), key=seen.count, default=None)
-        return best if best is not None and seen.count(best) >= 2 else None
-
-
-def _start(role: str, port: int, directory: Path, argv: list[str]) -> Node:
-    log = (directory / f"{role}.log").open("wb")
-    process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=directory)
-    return Node(role, port, directory, process)
+        return ha.current_primary_port(self.ports)
 
 
 def _wait(what: str, check, timeout: float = 60.0) -> None:
@@ -101,36 +93,31 @@ def _sentinel_ready(node: Node, master_name: str) -> bool:
 
 
 @contextlib.contextmanager
-def sentinel_group(
-    master_name: str = MASTER_NAME, *, sentinels: int = 3
-) -> Iterator[SentinelGroup]:
+def sentinel_group() -> Iterator[SentinelGroup]:
+    layout = pick_port_layout()
+    ports = Ports(gateway=layout.gateway, base=layout.base)
     root = Path(tempfile.mkdtemp(prefix="ticketing-sentinel-"))
+    state = StateDir(root)
     nodes: list[Node] = []
+
+    def start(role: str, name: str, argv: list[str]) -> Node:
+        directory = ha.redis_node_dir(state, name)
+        log = (directory / f"{role}.log").open("wb")
+        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=directory)
+        nodes.append(Node(role, ports.of(name), directory, process))
+        return nodes[-1]
+
     try:
-        primary_dir, replica_dir = root / "primary", root / "replica"
-        primary_dir.mkdir()
-        replica_dir.mkdir()
-        port = free_port()
-        primary = _start("primary", port, primary_dir, redis_node_argv(port, primary_dir))
-        nodes.append(primary)
+        first, second = ha.REDIS_NODES
+        primary = start("primary", first, ha.redis_node_argv(state, ports, first))
         _wait("the primary", lambda: _answers(primary))
-        port = free_port()
-        argv = redis_node_argv(port, replica_dir, replica_of=primary.port)
-        replica = _start("replica", port, replica_dir, argv)
-        nodes.append(replica)
+        replica = start("replica", second, ha.redis_node_argv(state, ports, second))
         _wait("the replica", lambda: _in_sync(replica))
-        group = SentinelGroup(primary, replica, master_name=master_name)
-        for i in range(sentinels):
-            directory = root / f"sentinel-{i}"
-            directory.mkdir()
-            port = free_port()
-            argv = sentinel_argv(
-                port, directory, primary_port=primary.port, master_name=master_name
-            )
-            group.sentinels.append(_start("sentinel", port, directory, argv))
-            nodes.append(group.sentinels[-1])
+        group = SentinelGroup(primary, replica, ports)
+        for name in ha.SENTINELS:
+            group.sentinels.append(start("sentinel", name, ha.sentinel_argv(state, ports, name)))
         for node in group.sentinels:
-            _wait(f"sentinel {node.address}", lambda n=node: _sentinel_ready(n, master_name))
+            _wait(f"sentinel {node.address}", lambda n=node: _sentinel_ready(n, MASTER_NAME))
         yield group
     finally:
         for node in nodes:

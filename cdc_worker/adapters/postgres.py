@@ -152,9 +152,13 @@ class PgCatalog:
         return SlotState(parse_lsn(confirmed) if confirmed else 0, invalidation)
 
     def create_slot(self) -> int:
+        # A failover slot (PostgreSQL 17+: name, plugin, temporary, two_phase, failover): a
+        # standby running sync_replication_slots keeps a copy, so the slot survives the
+        # primary's loss (`ticketing up --ha`); on a lone server the flag changes nothing.
         try:
             rows = self._fetch(
-                "SELECT lsn::text FROM pg_create_logical_replication_slot(%s, 'pgoutput')",
+                "SELECT lsn::text"
+                " FROM pg_create_logical_replication_slot(%s, 'pgoutput', false, false, true)",
                 (self._slot,),
             )
         except SourceUnavailable as exc:

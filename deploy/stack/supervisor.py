@@ -280,11 +280,6 @@ class Supervisor:
             raise StartError("postgres", f"cannot create the database: {exc}") from exc
         self._migrate()
         self._seed(fresh)
-        if self.config.ha:
-            try:
-                ha.settle_cdc_slot(ports)
-            except Exception as exc:
-                raise StartError("postgres", f"the CDC slot: {exc}") from exc
 
     def _migrate(self) -> None:
         from deploy.migrate import apply_migrations

@@ -3,13 +3,21 @@ resumes and the index equals Postgres; a search engine that stops answering hold
 (nothing confirmed, nothing skipped) and searches fail fast; a restarted, empty engine is
 backfilled; a lost replication slot is rebuilt, loudly.
 
-These tests stop and kill processes of the shared stack (found in ``run/stack.json``) and leave
-them running again when they end.
+Every test runs through both official search clients (``opensearch-py`` 3.x and
+``elasticsearch`` 9.x), for the CDC worker's writes and the search service's reads alike: the
+``stack`` fixture is parametrized at module scope, so the module runs once per client. The
+OpenSearch run is the shared stack (``auto``: the embedded engine says it is OpenSearch); the
+Elasticsearch run is a stack of its own started with ``--search-engine elasticsearch`` (one stack
+start, not one per test). The fixture checks which client the worker and the search service use.
+
+These tests stop and kill processes of the stack (found in ``run/stack.json``) and leave them
+running again when they end.
 """
 
 import datetime as dt
 import json
 import os
+import shutil
 import signal
 import time
 import urllib.request
@@ -27,12 +35,61 @@ from ticketing.catalog.v1 import catalog_pb2
 from ticketing.common.v1 import common_pb2
 from ticketing.search.v1 import search_pb2
 
+from search_svc.adapters.engine import detect
+from tests.conftest import log_tails, new_state_dir, pick_port_layout, run_ticketing, stack_for
 from tests.helpers import service_channel
 
 pytestmark = pytest.mark.integration
 
 SLOT = "ticketing_search"
 CONVERGE_S = 90.0
+
+ENGINES = ["opensearch", "elasticsearch"]
+
+
+@pytest.fixture(scope="module", params=ENGINES)
+def stack(request, stack):
+    """The stack whose CDC worker and search service speak through one client: the shared
+    stack for OpenSearch, a stack of the module's own for Elasticsearch."""
+    if request.param == "opensearch":
+        yield _speaking(stack, request.param)
+        return
+    state_dir, layout = new_state_dir("ticketing-cdc-es-"), pick_port_layout()
+    try:
+        started = run_ticketing(
+            state_dir,
+            "up", "--detach", "--demo-data", "small", "--search-engine", request.param,
+            *layout.up_args(),
+        )  # fmt: skip
+        if started.returncode != 0:
+            pytest.fail(
+                f"ticketing up --search-engine {request.param} failed:\n{started.stdout}\n"
+                f"{started.stderr}\n{log_tails(state_dir)}",
+                pytrace=False,
+            )
+        yield _speaking(stack_for(state_dir, layout), request.param)
+    finally:
+        if request.session.testsfailed:
+            print(f"\n--- logs of the {request.param} stack ---\n{log_tails(state_dir)}")
+        run_ticketing(state_dir, "down", timeout=120)
+        shutil.rmtree(state_dir, ignore_errors=True)
+
+
+def _speaking(stack, engine: str):
+    """The stack, once it is seen that its CDC worker and search service use ``engine``'s
+    client: the one they are told to use, or ``auto`` and the engine says it is that one."""
+    for name in ("cdc-worker", "search"):
+        pid = component(stack, name)["pid"]
+        environ = dict(
+            item.split("=", 1)
+            for item in open(f"/proc/{pid}/environ", "rb").read().decode().split("\0")
+            if "=" in item
+        )
+        told = environ["TICKETING_SEARCH_ENGINE"]
+        assert told == engine or (told == "auto" and detect(stack.search_url) == engine), (
+            f"{name} speaks through {told}, not {engine}"
+        )
+    return stack
 
 
 @pytest.fixture(scope="module")

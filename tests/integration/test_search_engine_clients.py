@@ -7,6 +7,8 @@ client speaks. The rest of the search and CDC suites run through the client the 
 import asyncio
 import dataclasses
 import datetime as dt
+import json
+import urllib.request
 import uuid
 
 import pytest
@@ -89,6 +91,26 @@ def test_both_clients_write_swap_and_replay_the_index_alike(stack, engine):
     finally:
         for name in client.indices(f"{alias}-v-*"):
             client.delete_index(name)
+        client.close()
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_both_clients_create_the_index_with_the_production_settings(stack, engine):
+    client = connect(stack.search_url, request_timeout=10, engine=engine)
+    alias = f"clients-settings-{engine}-{uuid.uuid4().hex[:8]}"
+    try:
+        name = EngineIndex(client, alias=alias).new_index()
+        request = urllib.request.Request(f"{stack.search_url}/{name}/_settings")  # noqa: S310
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 (loopback)
+            got = json.loads(response.read())[name]["settings"]["index"]
+        assert (got["number_of_shards"], got["auto_expand_replicas"]) == ("1", "0-1")
+        assert got["refresh_interval"] == "500ms"
+        analyzers = got["analysis"]["analyzer"]
+        assert analyzers["folded"]["filter"] == ["lowercase", "asciifolding"]
+        assert analyzers["prefixes"]["filter"] == ["lowercase", "asciifolding", "word_prefixes"]
+    finally:
+        for index in client.indices(f"{alias}-v-*"):
+            client.delete_index(index)
         client.close()
 
 
