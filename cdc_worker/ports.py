@@ -118,13 +118,9 @@ class Catalog(Protocol):
         venues: set[str],
         performers: set[str],
         xids: Sequence[int],
-        *,
-        lock: ActiveLock | None = None,
     ) -> list[Loaded]:
         """The current documents of these events and of every event at these venues or by
-        these performers, read in one snapshot that sees the transactions ``xids``. With
-        ``lock``: ``LockLost`` unless that lock is still held, checked as part of the read
-        (the active worker's check before a batch, without a round trip of its own)."""
+        these performers, read in one snapshot that sees the transactions ``xids``."""
 
     def all_documents(self, chunk: int, xids: Sequence[int] = ()) -> Iterator[list[Loaded]]:
         """Every document, ``chunk`` at a time, from one snapshot that sees ``xids``."""

@@ -439,11 +439,8 @@ class Replicator:
     def _flush(
         self, batch: Batch, catalog: Catalog, stream: ReplicationStream, stop: threading.Event
     ) -> None:
-        # Nothing is written or confirmed by a worker that may have lost the lock. A batch of
-        # documents checks it in its read from Postgres (Catalog.documents with the lock),
-        # before anything is written; any other batch asks the lock first.
-        if not _reads_documents(batch):
-            self._check_lock(now=True)
+        # Nothing is written or confirmed by a worker that may have lost the lock.
+        self._check_lock(now=True)
         attributes = {
             "cdc.slot": self._options.slot,
             "cdc.transactions": batch.transactions,
@@ -529,12 +526,8 @@ class Replicator:
                 attributes={"db.system": "postgresql", "cdc.events": len(batch.events)},
             ):
                 chunks = [
-                    catalog.documents(
-                        batch.events, batch.venues, batch.performers, batch.xids, lock=self._lock
-                    )
+                    catalog.documents(batch.events, batch.venues, batch.performers, batch.xids)
                 ]
-                if self._lock is not None:
-                    self._lock_checked = self._clock()
         present: set[str] = set()
         for chunk in chunks:
             upserts = [item.document for item in chunk]
@@ -658,11 +651,6 @@ class Replicator:
             extra=extra,
         )
         self._lags.clear()
-
-
-def _reads_documents(batch: Batch) -> bool:
-    """Whether a flush of ``batch`` starts with ``Catalog.documents`` (see ``_flush_traced``)."""
-    return not batch.rebuild and batch.touches_documents() and not batch.refresh_all
 
 
 def _is_milestone(changes: int, every: int) -> bool:

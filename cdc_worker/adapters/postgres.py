@@ -27,7 +27,6 @@ import psycopg2.extras
 from cdc_worker.domain import visible_in
 from cdc_worker.pgoutput import parse_lsn
 from cdc_worker.ports import (
-    ActiveLock,
     Loaded,
     LockLost,
     SlotBusy,
@@ -77,26 +76,6 @@ docs AS (
        OR e.performer_id = ANY(%s::uuid[])
 )
 SELECT snap.snapshot, docs.* FROM snap LEFT JOIN docs ON true
-"""
-# The same read, which also tells whether the active worker's advisory lock is still held by
-# its session (the lock's backend pid; a bigint key shows as classid = high half, objid = low
-# half, objsubid = 1): the check before a batch rides on the read instead of a round trip.
-_SOME_GUARDED = f"""
-WITH snap AS (
-    SELECT pg_current_snapshot()::text AS snapshot,
-           EXISTS (
-               SELECT 1 FROM pg_locks l, (SELECT hashtextextended(%s, 0) AS k) key
-               WHERE l.locktype = 'advisory' AND l.granted AND l.pid = %s AND l.objsubid = 1
-                 AND l.classid::bigint = (key.k >> 32) & 4294967295
-                 AND l.objid::bigint = key.k & 4294967295
-           ) AS locked
-),
-docs AS (
-    {_DOCUMENT_SQL}
-    WHERE e.id = ANY(%s::uuid[]) OR e.venue_id = ANY(%s::uuid[])
-       OR e.performer_id = ANY(%s::uuid[])
-)
-SELECT snap.snapshot, snap.locked, docs.* FROM snap LEFT JOIN docs ON true
 """
 _ALL = _DOCUMENT_SQL + "ORDER BY e.id"
 
@@ -207,34 +186,21 @@ class PgCatalog:
         venues: set[str],
         performers: set[str],
         xids: Sequence[int],
-        *,
-        lock: ActiveLock | None = None,
     ) -> list[Loaded]:
-        if lock is not None and not isinstance(lock, PgActiveLock):
-            lock.check()  # a lock of another kind checks itself
-        guard = lock if isinstance(lock, PgActiveLock) else None
         if not (events or venues or performers):
-            if guard is not None:
-                guard.check()
             return []
-        params: tuple[Any, ...] = (sorted(events), sorted(venues), sorted(performers))
-        sql, skip = _SOME, 1
-        if guard is not None:
-            sql, skip = _SOME_GUARDED, 2
-            params = (LOCK_PREFIX + guard.slot, guard.backend_pid, *params)
+        params = (sorted(events), sorted(venues), sorted(performers))
         deadline = time.monotonic() + VISIBILITY_WAIT_SECONDS
         pause = 0.0005
         while True:
             # Autocommit: the statement is its own transaction and snapshot.
-            rows = self._fetch(sql, params)
-            if guard is not None and not rows[0][1]:
-                raise LockLost("the active worker's lock is no longer held by its session")
+            rows = self._fetch(_SOME, params)
             if not xids or visible_in(rows[0][0], xids) or time.monotonic() > deadline:
                 if xids and not visible_in(rows[0][0], xids):
                     log.warning(
                         "read documents although %d transaction(s) are not visible", len(xids)
                     )
-                return [_document(r[skip:]) for r in rows if r[skip] is not None]
+                return [_document(r[1:]) for r in rows if r[1] is not None]
             time.sleep(pause)
             pause = min(pause * 2, 0.02)
 
@@ -278,7 +244,7 @@ class PgActiveLock:
     """
 
     def __init__(self, dsn: str, *, slot: str) -> None:
-        self.slot = slot
+        self._slot = slot
         try:
             self._conn = psycopg.connect(
                 dsn,
@@ -297,16 +263,11 @@ class PgActiveLock:
     def try_acquire(self) -> bool:
         try:
             row = self._conn.execute(
-                "SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (LOCK_PREFIX + self.slot,)
+                "SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (LOCK_PREFIX + self._slot,)
             ).fetchone()
         except psycopg.Error as exc:
             raise SourceUnavailable(f"Postgres: {exc}") from exc
         return bool(row and row[0])
-
-    @property
-    def backend_pid(self) -> int:
-        """The lock's session in Postgres (``PgCatalog.documents`` checks it holds the lock)."""
-        return self._conn.info.backend_pid
 
     def check(self) -> None:
         try:
