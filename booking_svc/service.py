@@ -14,7 +14,6 @@ into protos) and reach Postgres, Redis and Stripe only through the ports of
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import logging
 from collections.abc import Awaitable, Callable
@@ -277,9 +276,7 @@ class BookingService:
                 "paymentDetails.paymentMethodId is required (a Stripe PaymentMethod id)",
                 metadata={"field": "payment_details.payment_method_id"},
             )
-        # Pipelined: BEGIN travels with the first read, and the writes whose answers are not
-        # read (the booking's tickets, their booking id) with the payment's insert.
-        async with self._store.transaction(pipelined=True) as tx:
+        async with self._store.transaction() as tx:
             existing = (
                 await tx.booking_for_request(user_id, command.request_id)
                 if command.request_id
@@ -325,7 +322,7 @@ class BookingService:
                 idempotency_key=payment_idempotency_key(booking_id, method),
                 metadata={"booking_id": booking_id, "user_id": user_id},
             )
-            async with self._store.transaction(pipelined=True) as tx:  # one round trip
+            async with self._store.transaction() as tx:
                 await tx.record_payment(
                     payment.id,
                     result.provider_payment_id,
@@ -350,10 +347,8 @@ class BookingService:
         assert booking is not None
         if wanted and sold == wanted:
             metrics.BOOKINGS_CONFIRMED.labels(metrics.event_label(event_id)).inc()
-            # Both best effort and independent: one round trip's wait for the two.
-            await asyncio.gather(
-                self._locks.release(booking.user_id, booking.ticket_ids), self._changed(event_id)
-            )
+            await self._locks.release(booking.user_id, booking.ticket_ids)
+            await self._changed(event_id)
             return booking
         if booking.status is BookingStatus.REFUNDED:
             refund = booking.payment.refund_id if booking.payment is not None else None
