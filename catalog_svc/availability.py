@@ -163,6 +163,8 @@ Encoder = Callable[[Update], bytes]
 class _Published:
     seq: int
     data: bytes
+    changes: tuple[TicketState, ...]
+    read_time: dt.datetime
 
 
 class EventChannel:
@@ -194,6 +196,7 @@ class EventChannel:
         self._recent: collections.deque[_Published] = collections.deque(maxlen=self.RECENT)
         self._wakeup = asyncio.Event()
         self._snapshot: tuple[int, bytes] | None = None
+        self._merged: dict[int, bytes] = {}  # from seq -> the updates since, merged
         self.watchers = 0
         self._task: asyncio.Task[None] | None = None
 
@@ -295,7 +298,9 @@ class EventChannel:
         if not changes:
             return
         self._seq += 1
-        self._recent.append(_Published(self._seq, self._encode(Update(None, tuple(changes), now))))
+        update = Update(None, tuple(changes), now)
+        self._recent.append(_Published(self._seq, self._encode(update), update.changes, now))
+        self._merged.clear()
         woken, self._wakeup = self._wakeup, asyncio.Event()
         woken.set()
 
@@ -308,8 +313,31 @@ class EventChannel:
             self._snapshot = (self._seq, self._encode(update))
         return self._snapshot
 
+    def _catch_up(self, seq: int) -> tuple[int, bytes]:
+        """What a watcher that has sent up to ``seq`` sends next, latest-wins: the newest
+        update if it missed none, the updates it missed merged into one (each ticket's latest
+        state) if they are still at hand, else a fresh snapshot. A slow watcher never queues
+        a backlog: whatever it missed while it was sending goes out as one message."""
+        latest = self._recent[-1]
+        if latest.seq == seq + 1:
+            return latest.seq, latest.data
+        if self._recent[0].seq > seq + 1:
+            return self._snapshot_bytes()
+        data = self._merged.get(seq)
+        if data is None:
+            merged: dict[str, TicketState] = {}
+            for item in self._recent:
+                if item.seq > seq:
+                    for t in item.changes:
+                        merged.pop(t.id, None)
+                        merged[t.id] = t
+            data = self._encode(Update(None, tuple(merged.values()), latest.read_time))
+            self._merged[seq] = data
+        return latest.seq, data
+
     async def watch(self) -> AsyncIterator[bytes]:
-        """The snapshot, then every update, encoded; ends only when the caller stops."""
+        """The snapshot, then the updates, encoded (merged for a watcher that fell behind);
+        ends only when the caller stops."""
         self.watchers += 1
         try:
             await self._ready.wait()
@@ -318,19 +346,11 @@ class EventChannel:
             seq, data = self._snapshot_bytes()
             yield data
             while True:
-                wakeup = self._wakeup
-                if not self._recent or self._recent[-1].seq <= seq:
-                    await wakeup.wait()
+                if self._seq == seq:
+                    await self._wakeup.wait()
                     continue
-                if self._recent[0].seq > seq + 1:
-                    # Fell behind the recent updates: start again from a snapshot.
-                    seq, data = self._snapshot_bytes()
-                    yield data
-                    continue
-                for item in list(self._recent):
-                    if item.seq > seq:
-                        seq = item.seq
-                        yield item.data
+                seq, data = self._catch_up(seq)
+                yield data
         finally:
             self.watchers -= 1
             if self.watchers == 0:
