@@ -254,3 +254,57 @@ async def test_a_watcher_far_behind_starts_again_from_a_snapshot() -> None:
     await fast.aclose()
     await slow.aclose()
     await hub.close()
+
+
+async def test_the_window_grows_with_the_watchers_up_to_its_cap() -> None:
+    source, feed = FakeSource(), FakeFeed()
+    hub = AvailabilityHub(
+        source, feed, encode, coalesce_seconds=0.1, message_budget=20.0, linger_seconds=0.0
+    )
+    await hub.start()
+    streams = [hub.watch("e1") for _ in range(4)]
+    for s in streams:
+        await _next(s)
+    assert hub.coalesce_seconds() == pytest.approx(0.2)  # 4 watchers / 20 messages a second
+    more = [hub.watch("e1") for _ in range(16)]
+    for s in more:
+        await _next(s)
+    assert hub.coalesce_seconds() == pytest.approx(0.5)  # 1.0 wanted, capped
+    # With the wider window, a burst still reaches a watcher, in fewer messages.
+    for ticket_id in ("Stalls/A/1", "Stalls/A/2", "Stalls/A/3"):
+        source.set(ticket_id, "held", dt.datetime.now(dt.UTC) + dt.timedelta(hours=1))
+        await feed.items.put(("e1", [ticket_id]))
+        await asyncio.sleep(0.15)
+    got: set[str] = set()
+    messages = 0
+    while len(got) < 3:
+        got |= {c[0] for c in (await _next(streams[0]))["changes"]}  # type: ignore[union-attr]
+        messages += 1
+    assert messages <= 2
+    for s in streams + more:
+        await s.aclose()
+    assert hub.coalesce_seconds() == pytest.approx(0.1)
+    await hub.close()
+
+
+async def test_a_watcher_that_goes_away_does_not_disturb_the_others() -> None:
+    source, feed = FakeSource(), FakeFeed()
+    hub = AvailabilityHub(source, feed, encode, coalesce_seconds=0.01, linger_seconds=0.0)
+    await hub.start()
+    stay, leave = hub.watch("e1"), hub.watch("e1")
+    await _next(stay)
+    await _next(leave)
+    # The leaving one is parked waiting for an update when its task is cancelled (what the
+    # gRPC server does when a client hangs up).
+    task = asyncio.create_task(_next(leave))
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    source.set("Stalls/B/1", "booked")
+    await feed.items.put(("e1", ["Stalls/B/1"]))
+    assert (await _next(stay))["changes"] == [["Stalls/B/1", "booked"]]
+    await leave.aclose()
+    assert hub.watchers == 1
+    await stay.aclose()
+    await hub.close()
