@@ -8,7 +8,7 @@ then for each N runs two rounds with the same client processes and the same cade
 
 1. the raw building block: a bare grpc.aio server (same mutual TLS, a process of its own)
    whose N streams push pre-encoded ``AvailabilityUpdate`` bytes, each update handed to it
-   over a pipe; no database, no catalog code;
+   over a pipe; no database, no catalog code (reached directly, even with ``--gateway``);
 2. the catalog: N WatchAvailability streams (straight to the catalog's port as the gateway,
    or through Envoy with ``--gateway``), then ``--changes`` holds committed one at a time, two
    a second (each an UPDATE of one ticket, as booking's hold makes it).

@@ -328,6 +328,67 @@ def test_grpc_web_and_rest_watchers_see_a_hold(stack, catalog, booking, operator
         rest_conn.close()
 
 
+def _apply(state: dict[str, int], update) -> None:
+    for change in update.changes:
+        state[change.ticket_id] = change.status
+
+
+def test_a_watcher_that_stops_reading_holds_back_nobody_and_catches_up(
+    stack, catalog, booking, operator, db
+):
+    event_id, tickets = new_event(catalog, operator, sections=1, rows=1, seats=12)
+    fast = Watcher(catalog, event_id)
+    # The slow one reads its snapshot, then nothing while the changes happen.
+    slow = catalog.WatchAvailability(
+        catalog_pb2.WatchAvailabilityRequest(event_id=event_id), timeout=120
+    )
+    try:
+        fast.next()
+        first = next(slow)
+        order = [t.id for t in sorted(tickets, key=lambda t: int(t.seat))]
+        slow_state = dict(zip(order, statuses(first.snapshot)["S00"], strict=True))
+        worst = 0.0
+        for i, ticket in enumerate(tickets[:8]):
+            started = time.monotonic()
+            booking.ReserveTicket(
+                booking_pb2.ReserveTicketRequest(ticket_id=ticket.id),
+                metadata=auth(stack, f"slowtest-{i}"),
+            )
+            worst = max(worst, fast.until(ticket.id, HELD, CHANGE_BOUND_S + MARGIN_S) - started)
+        started = time.monotonic()
+        booking.CancelReservation(
+            booking_pb2.CancelReservationRequest(ticket_id=tickets[0].id),
+            metadata=auth(stack, "slowtest-0"),
+        )
+        fast.until(tickets[0].id, AVAILABLE, CHANGE_BOUND_S + MARGIN_S)
+        # The slow watcher now reads: whatever it was sent brings it to Postgres's state.
+        truth = {
+            ticket_id: {"available": AVAILABLE, "held": HELD, "booked": BOOKED}[status]
+            for ticket_id, status in db.execute(
+                "SELECT id::text, ticket_effective_status(status, hold_expire_time)"
+                " FROM tickets WHERE event_id = %s",
+                (event_id,),
+            ).fetchall()
+        }
+        messages = 0
+        deadline = time.monotonic() + CHANGE_BOUND_S + MARGIN_S
+        while slow_state != truth and time.monotonic() < deadline:
+            update = next(slow)
+            messages += 1
+            if update.HasField("snapshot"):
+                slow_state = dict(zip(order, statuses(update.snapshot)["S00"], strict=True))
+            _apply(slow_state, update)
+        print(
+            f"\nthe reading watcher saw each of 9 changes within {worst * 1000:.0f} ms; the"
+            f" one that did not read caught up in {messages} messages"
+        )
+        assert slow_state == truth
+        assert truth[tickets[0].id] == AVAILABLE and truth[tickets[1].id] == HELD
+    finally:
+        slow.cancel()
+        fast.close()
+
+
 # Above gRPC's default of 3,000 calls that may wait for the asyncio server to pick them up
 # (grpc.server.max_pending_requests_hard_limit): past it, a burst of watchers was CANCELLED.
 BURST = 5000
