@@ -163,6 +163,8 @@ Encoder = Callable[[Update], bytes]
 class _Published:
     seq: int
     data: bytes
+    changes: tuple[TicketState, ...]
+    read_time: dt.datetime
 
 
 class EventChannel:
@@ -175,14 +177,14 @@ class EventChannel:
         event_id: str,
         source: AvailabilitySource,
         encode: Encoder,
-        coalesce_seconds: float,
-        on_empty: Callable[[EventChannel], None],
+        coalesce_seconds: Callable[[], float],
+        on_watchers: Callable[[EventChannel, int], None],
     ) -> None:
         self.event_id = event_id
         self._source = source
         self._encode = encode
         self._coalesce = coalesce_seconds
-        self._on_empty = on_empty
+        self._on_watchers = on_watchers
         self._states: SeatStates | None = None
         self._ready = asyncio.Event()
         self._failure: Exception | None = None
@@ -192,8 +194,11 @@ class EventChannel:
         self._expiries: list[tuple[dt.datetime, str]] = []
         self._seq = 0
         self._recent: collections.deque[_Published] = collections.deque(maxlen=self.RECENT)
+        # Not one future shared by every waiting watcher: cancelling one watcher's task
+        # (its client went away) would cancel that future for all of them.
         self._wakeup = asyncio.Event()
         self._snapshot: tuple[int, bytes] | None = None
+        self._merged: dict[int, bytes] = {}  # from seq -> the updates since, merged
         self.watchers = 0
         self._task: asyncio.Task[None] | None = None
 
@@ -237,7 +242,7 @@ class EventChannel:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._dirty.wait(), timeout)
             # Coalesce: at most one read and one message per interval.
-            wait = last + self._coalesce - time.monotonic()
+            wait = last + self._coalesce() - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
             last = time.monotonic()
@@ -295,7 +300,9 @@ class EventChannel:
         if not changes:
             return
         self._seq += 1
-        self._recent.append(_Published(self._seq, self._encode(Update(None, tuple(changes), now))))
+        update = Update(None, tuple(changes), now)
+        self._recent.append(_Published(self._seq, self._encode(update), update.changes, now))
+        self._merged.clear()
         woken, self._wakeup = self._wakeup, asyncio.Event()
         woken.set()
 
@@ -308,9 +315,34 @@ class EventChannel:
             self._snapshot = (self._seq, self._encode(update))
         return self._snapshot
 
+    def _catch_up(self, seq: int) -> tuple[int, bytes]:
+        """What a watcher that has sent up to ``seq`` sends next, latest-wins: the newest
+        update if it missed none, the updates it missed merged into one (each ticket's latest
+        state) if they are still at hand, else a fresh snapshot. A slow watcher never queues
+        a backlog: whatever it missed while it was sending goes out as one message."""
+        latest = self._recent[-1]
+        if latest.seq == seq + 1:
+            return latest.seq, latest.data
+        if self._recent[0].seq > seq + 1:
+            return self._snapshot_bytes()
+        data = self._merged.get(seq)
+        if data is None:
+            merged: dict[str, TicketState] = {}
+            for item in self._recent:
+                if item.seq > seq:
+                    for t in item.changes:
+                        merged.pop(t.id, None)
+                        merged[t.id] = t
+            data = self._encode(Update(None, tuple(merged.values()), latest.read_time))
+            self._merged[seq] = data
+        return latest.seq, data
+
     async def watch(self) -> AsyncIterator[bytes]:
-        """The snapshot, then every update, encoded; ends only when the caller stops."""
+        """The snapshot, then the updates, encoded (merged for a watcher that fell behind);
+        ends only when the caller stops. This generator is what the gRPC server iterates
+        (no layer in between: each one costs every message of every watcher)."""
         self.watchers += 1
+        self._on_watchers(self, 1)
         try:
             await self._ready.wait()
             if self._failure is not None:
@@ -318,23 +350,14 @@ class EventChannel:
             seq, data = self._snapshot_bytes()
             yield data
             while True:
-                wakeup = self._wakeup
-                if not self._recent or self._recent[-1].seq <= seq:
-                    await wakeup.wait()
+                if self._seq == seq:
+                    await self._wakeup.wait()
                     continue
-                if self._recent[0].seq > seq + 1:
-                    # Fell behind the recent updates: start again from a snapshot.
-                    seq, data = self._snapshot_bytes()
-                    yield data
-                    continue
-                for item in list(self._recent):
-                    if item.seq > seq:
-                        seq = item.seq
-                        yield item.data
+                seq, data = self._catch_up(seq)
+                yield data
         finally:
             self.watchers -= 1
-            if self.watchers == 0:
-                self._on_empty(self)
+            self._on_watchers(self, -1)
 
 
 class AvailabilityHub:
@@ -347,6 +370,8 @@ class AvailabilityHub:
         encode: Encoder,
         *,
         coalesce_seconds: float = 0.25,
+        message_budget: float = 40_000.0,
+        max_coalesce_seconds: float = 0.5,
         linger_seconds: float = 5.0,
         on_watchers: Callable[[int], None] = lambda n: None,
     ) -> None:
@@ -354,6 +379,8 @@ class AvailabilityHub:
         self._feed = feed
         self._encode = encode
         self._coalesce = coalesce_seconds
+        self._budget = message_budget
+        self._max_coalesce = max(coalesce_seconds, max_coalesce_seconds)
         self._linger = linger_seconds
         self._on_watchers = on_watchers
         self._channels: dict[str, EventChannel] = {}
@@ -391,26 +418,34 @@ class AvailabilityHub:
             if found is not None:
                 found.changed(ids)
 
-    async def watch(self, event_id: str) -> AsyncIterator[bytes]:
+    def watch(self, event_id: str) -> AsyncIterator[bytes]:
         """The event's snapshot, then its changes, encoded (NotFound for no such event)."""
         channel = self._channels.get(event_id)
         if channel is None:
             channel = EventChannel(
-                event_id, self._source, self._encode, self._coalesce, self._empty
+                event_id, self._source, self._encode, self.coalesce_seconds, self._counted
             )
             self._channels[event_id] = channel
             channel.start()
-        handle = self._closing.pop(event_id, None)
-        if handle is not None:
-            handle.cancel()
-        self._watchers += 1
+            self._empty(channel)  # dropped again if nobody ever reads from it
+        return channel.watch()
+
+    def coalesce_seconds(self) -> float:
+        """The window of every channel: the configured one, grown with the number of
+        watchers so that the process sends about ``message_budget`` messages a second at
+        most (one per watcher per window), capped at ``max_coalesce_seconds``."""
+        return min(self._max_coalesce, max(self._coalesce, self._watchers / self._budget))
+
+    def _counted(self, channel: EventChannel, delta: int) -> None:
+        """A watcher of ``channel`` started (+1) or ended (-1)."""
+        self._watchers += delta
         self._on_watchers(self._watchers)
-        try:
-            async for data in channel.watch():
-                yield data
-        finally:
-            self._watchers -= 1
-            self._on_watchers(self._watchers)
+        if delta > 0:
+            handle = self._closing.pop(channel.event_id, None)
+            if handle is not None:
+                handle.cancel()
+        elif channel.watchers == 0:
+            self._empty(channel)
 
     def _empty(self, channel: EventChannel) -> None:
         """The last watcher left: keep reading for a while (a reload is the costly part),
@@ -426,4 +461,7 @@ class AvailabilityHub:
                 self._stopping.add(task)
                 task.add_done_callback(self._stopping.discard)
 
+        old = self._closing.pop(channel.event_id, None)
+        if old is not None:
+            old.cancel()
         self._closing[channel.event_id] = loop.call_later(delay, drop)

@@ -39,6 +39,7 @@ async def create_server(settings: CatalogSettings) -> ServiceServer:
         PostgresAvailabilityFeed(settings.database_url),
         mapping.encode_availability_update,
         coalesce_seconds=settings.availability_coalesce_seconds,
+        message_budget=settings.availability_message_budget,
         on_watchers=AVAILABILITY_WATCHERS.set,
     )
     await availability.start()

@@ -55,15 +55,15 @@ class CatalogServiceServicer(catalog_pb2_grpc.CatalogServiceServicer):
 
     # --- reads -----------------------------------------------------------------------------
 
-    async def WatchAvailability(
+    def WatchAvailability(
         self, request: catalog_pb2.WatchAvailabilityRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[Any]:
         # Already encoded bytes (a raw response, like GetEvent's): one encoding per update,
-        # shared by every watcher of the event.
+        # shared by every watcher of the event. The hub's own iterator is handed to the
+        # server as it is, not re-yielded here: one generator fewer for every message.
         event_id = parse_id(request.event_id, "event_id")
         assert self._availability is not None, "create_server wires the availability hub"
-        async for data in self._availability.watch(event_id):
-            yield data
+        return self._availability.watch(event_id)
 
     async def GetEvent(
         self, request: catalog_pb2.GetEventRequest, context: grpc.aio.ServicerContext

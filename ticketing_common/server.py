@@ -38,6 +38,11 @@ log = logging.getLogger("ticketing.server")
 PUBLIC_SERVICES = mesh.PUBLIC_SERVICES
 
 MAX_MESSAGE_BYTES = 32 * 1024 * 1024
+# Calls that have arrived but that the asyncio server has not picked up yet. gRPC's default
+# hard limit (3,000) cancels the rest of a burst: 10,000 watchers opening WatchAvailability
+# within a few seconds (a sale's page opening) lost about 5,000 streams to CANCELLED
+# (bench/watch_fanout.py). A pending call costs a few KiB; the limit stays bounded.
+MAX_PENDING_CALLS = 50_000
 # How long a stopping process waits for its background jobs (admitter, CDC loop) to finish.
 BACKGROUND_STOP_SECONDS = 5.0
 
@@ -199,6 +204,8 @@ def build_server(
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ("grpc.keepalive_permit_without_calls", 1),
             ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+            ("grpc.server.max_pending_requests", MAX_PENDING_CALLS),
+            ("grpc.server.max_pending_requests_hard_limit", MAX_PENDING_CALLS),
         ],
     )
     for binding in bindings:

@@ -1,6 +1,6 @@
 """WatchAvailability's Postgres side: the seat states it reads (through the pool) and the
 feed of committed changes (one LISTEN connection per process on ``ticket_availability``,
-filled by the trigger of migration 0010)."""
+filled by the trigger of migration 0011)."""
 
 from __future__ import annotations
 

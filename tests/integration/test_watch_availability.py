@@ -2,6 +2,7 @@
 snapshot, then holds, sales and lapsed holds as they happen, one upstream subscription per
 catalog process whatever the number of watchers, and watchers cleaned up when they go."""
 
+import asyncio
 import http.client
 import json
 import queue
@@ -15,7 +16,7 @@ import pytest
 from ticketing.booking.v1 import booking_pb2, booking_pb2_grpc
 from ticketing.catalog.v1 import catalog_pb2
 
-from tests.helpers import error_reason, make_event, make_venue, rest
+from tests.helpers import aio_service_channel, error_reason, make_event, make_venue, rest
 from tests.integration.test_metrics import eventually, sample, scrape
 
 pytestmark = pytest.mark.integration
@@ -325,3 +326,113 @@ def test_grpc_web_and_rest_watchers_see_a_hold(stack, catalog, booking, operator
     finally:
         web.close()
         rest_conn.close()
+
+
+def _apply(state: dict[str, int], update) -> None:
+    for change in update.changes:
+        state[change.ticket_id] = change.status
+
+
+def test_a_watcher_that_stops_reading_holds_back_nobody_and_catches_up(
+    stack, catalog, booking, operator, db
+):
+    event_id, tickets = new_event(catalog, operator, sections=1, rows=1, seats=12)
+    fast = Watcher(catalog, event_id)
+    # The slow one reads its snapshot, then nothing while the changes happen.
+    slow = catalog.WatchAvailability(
+        catalog_pb2.WatchAvailabilityRequest(event_id=event_id), timeout=120
+    )
+    try:
+        fast.next()
+        first = next(slow)
+        order = [t.id for t in sorted(tickets, key=lambda t: int(t.seat))]
+        slow_state = dict(zip(order, statuses(first.snapshot)["S00"], strict=True))
+        worst = 0.0
+        for i, ticket in enumerate(tickets[:8]):
+            started = time.monotonic()
+            booking.ReserveTicket(
+                booking_pb2.ReserveTicketRequest(ticket_id=ticket.id),
+                metadata=auth(stack, f"slowtest-{i}"),
+            )
+            worst = max(worst, fast.until(ticket.id, HELD, CHANGE_BOUND_S + MARGIN_S) - started)
+        started = time.monotonic()
+        booking.CancelReservation(
+            booking_pb2.CancelReservationRequest(ticket_id=tickets[0].id),
+            metadata=auth(stack, "slowtest-0"),
+        )
+        fast.until(tickets[0].id, AVAILABLE, CHANGE_BOUND_S + MARGIN_S)
+        # The slow watcher now reads: whatever it was sent brings it to Postgres's state.
+        truth = {
+            ticket_id: {"available": AVAILABLE, "held": HELD, "booked": BOOKED}[status]
+            for ticket_id, status in db.execute(
+                "SELECT id::text, ticket_effective_status(status, hold_expire_time)"
+                " FROM tickets WHERE event_id = %s",
+                (event_id,),
+            ).fetchall()
+        }
+        messages = 0
+        deadline = time.monotonic() + CHANGE_BOUND_S + MARGIN_S
+        while slow_state != truth and time.monotonic() < deadline:
+            update = next(slow)
+            messages += 1
+            if update.HasField("snapshot"):
+                slow_state = dict(zip(order, statuses(update.snapshot)["S00"], strict=True))
+            _apply(slow_state, update)
+        print(
+            f"\nthe reading watcher saw each of 9 changes within {worst * 1000:.0f} ms; the"
+            f" one that did not read caught up in {messages} messages"
+        )
+        assert slow_state == truth
+        assert truth[tickets[0].id] == AVAILABLE and truth[tickets[1].id] == HELD
+    finally:
+        slow.cancel()
+        fast.close()
+
+
+# Above gRPC's default of 3,000 calls that may wait for the asyncio server to pick them up
+# (grpc.server.max_pending_requests_hard_limit): past it, a burst of watchers was CANCELLED.
+BURST = 5000
+
+
+def test_a_burst_of_watchers_opening_at_once_all_get_their_snapshot(stack, catalog, operator):
+    event_id, _ = new_event(catalog, operator)
+    before = _watchers(stack)
+    request = catalog_pb2.WatchAvailabilityRequest(event_id=event_id)
+
+    async def burst() -> tuple[int, dict[str, int], float]:
+        # One connection, so one catalog process gets the whole burst.
+        async with aio_service_channel(stack, "catalog") as channel:
+            watch = channel.unary_stream(
+                "/ticketing.catalog.v1.CatalogService/WatchAvailability",
+                request_serializer=catalog_pb2.WatchAvailabilityRequest.SerializeToString,
+                response_deserializer=catalog_pb2.AvailabilityUpdate.FromString,
+            )
+            snapshots = 0
+            errors: dict[str, int] = {}
+            every_one_answered = asyncio.Event()
+
+            async def one() -> None:
+                nonlocal snapshots
+                call = watch(request, timeout=180)
+                try:
+                    first = await call.read()
+                    assert first.HasField("snapshot")
+                    snapshots += 1
+                except grpc.aio.AioRpcError as err:
+                    errors[err.code().name] = errors.get(err.code().name, 0) + 1
+                if snapshots + sum(errors.values()) == BURST:
+                    every_one_answered.set()
+                # Every stream stays open until all have answered: a burst, not a trickle.
+                await every_one_answered.wait()
+                call.cancel()
+
+            started = time.monotonic()
+            await asyncio.wait_for(asyncio.gather(*(one() for _ in range(BURST))), 170)
+            return snapshots, errors, time.monotonic() - started
+
+    snapshots, errors, took = asyncio.run(burst())
+    print(f"\n{BURST:,} watchers opened at once: {snapshots:,} snapshots in {took:.1f} s, {errors}")
+    assert errors == {}
+    assert snapshots == BURST
+    # Gone again before the next test counts watchers.
+    assert eventually(lambda: _watchers(stack) <= before, timeout=60)

@@ -177,3 +177,134 @@ async def test_an_unknown_event_fails_the_watch() -> None:
         await _next(hub.watch("nope"))
     assert hub.watchers == 0
     await hub.close()
+
+
+def _state(first: dict[str, object], later: list[dict[str, object]]) -> dict[str, str]:
+    """What a client holds after a snapshot and the changes after it: every ticket's status."""
+    snapshot = first["snapshot"]
+    assert isinstance(snapshot, dict)
+    ids = [t.id for t in seat_order(SEAT_MAP, tickets())]
+    statuses = [s for section in ("Stalls", "Floor") for s in snapshot[section]]
+    state = dict(zip(ids, statuses, strict=True))
+    for update in later:
+        for ticket_id, status in update["changes"]:  # type: ignore[union-attr]
+            state[ticket_id] = status
+    return state
+
+
+async def test_a_slow_watcher_does_not_hold_back_others_and_gets_what_it_missed_merged() -> None:
+    source, feed = FakeSource(), FakeFeed()
+    hub = AvailabilityHub(source, feed, encode, coalesce_seconds=0.01, linger_seconds=0.0)
+    await hub.start()
+    fast, slow = hub.watch("e1"), hub.watch("e1")
+    first_fast, first_slow = await _next(fast), await _next(slow)
+    # Five updates, one change each (Stalls/A/1 twice: held, then booked). The fast watcher
+    # gets each one as it happens while the slow one reads nothing at all.
+    steps = [
+        ("Stalls/A/1", "held"),
+        ("Stalls/A/2", "held"),
+        ("Stalls/A/1", "booked"),
+        ("Floor//1", "held"),
+        ("Stalls/B/2", "booked"),
+    ]
+    seen_fast = []
+    for ticket_id, status in steps:
+        source.set(ticket_id, status, dt.datetime.now(dt.UTC) + dt.timedelta(hours=1))
+        await feed.items.put(("e1", [ticket_id]))
+        got = await _next(fast)
+        assert got["changes"] == [[ticket_id, status]]
+        seen_fast.append(got)
+    # The slow watcher catches up in one message, each ticket at its latest state: no
+    # backlog of five, and no stale "held" for Stalls/A/1.
+    merged = await _next(slow)
+    assert merged["snapshot"] is None
+    assert merged["changes"] == sorted(
+        [
+            ["Stalls/A/1", "booked"],
+            ["Stalls/A/2", "held"],
+            ["Floor//1", "held"],
+            ["Stalls/B/2", "booked"],
+        ]
+    )
+    truth = {t.id: t.status for t in source.rows.values()}
+    assert _state(first_fast, seen_fast) == truth
+    assert _state(first_slow, [merged]) == truth
+    await fast.aclose()
+    await slow.aclose()
+    await hub.close()
+
+
+async def test_a_watcher_far_behind_starts_again_from_a_snapshot() -> None:
+    source, feed = FakeSource(), FakeFeed()
+    hub = AvailabilityHub(source, feed, encode, coalesce_seconds=0.01, linger_seconds=0.0)
+    await hub.start()
+    fast, slow = hub.watch("e1"), hub.watch("e1")
+    await _next(fast)
+    await _next(slow)
+    ids = [t.id for t in tickets()]
+    # More updates than the channel keeps (EventChannel.RECENT), while the slow one sleeps.
+    for i in range(20):
+        ticket_id = ids[i % len(ids)]  # each visit flips the ticket: every update a change
+        source.set(ticket_id, "held" if (i // len(ids)) % 2 == 0 else "available")
+        await feed.items.put(("e1", [ticket_id]))
+        await _next(fast)
+    caught_up = await _next(slow)
+    assert caught_up["snapshot"] is not None
+    assert _state(caught_up, []) == {t.id: t.status for t in source.rows.values()}
+    await fast.aclose()
+    await slow.aclose()
+    await hub.close()
+
+
+async def test_the_window_grows_with_the_watchers_up_to_its_cap() -> None:
+    source, feed = FakeSource(), FakeFeed()
+    hub = AvailabilityHub(
+        source, feed, encode, coalesce_seconds=0.1, message_budget=20.0, linger_seconds=0.0
+    )
+    await hub.start()
+    streams = [hub.watch("e1") for _ in range(4)]
+    for s in streams:
+        await _next(s)
+    assert hub.coalesce_seconds() == pytest.approx(0.2)  # 4 watchers / 20 messages a second
+    more = [hub.watch("e1") for _ in range(16)]
+    for s in more:
+        await _next(s)
+    assert hub.coalesce_seconds() == pytest.approx(0.5)  # 1.0 wanted, capped
+    # With the wider window, a burst still reaches a watcher, in fewer messages.
+    for ticket_id in ("Stalls/A/1", "Stalls/A/2", "Stalls/A/3"):
+        source.set(ticket_id, "held", dt.datetime.now(dt.UTC) + dt.timedelta(hours=1))
+        await feed.items.put(("e1", [ticket_id]))
+        await asyncio.sleep(0.15)
+    got: set[str] = set()
+    messages = 0
+    while len(got) < 3:
+        got |= {c[0] for c in (await _next(streams[0]))["changes"]}  # type: ignore[union-attr]
+        messages += 1
+    assert messages <= 2
+    for s in streams + more:
+        await s.aclose()
+    assert hub.coalesce_seconds() == pytest.approx(0.1)
+    await hub.close()
+
+
+async def test_a_watcher_that_goes_away_does_not_disturb_the_others() -> None:
+    source, feed = FakeSource(), FakeFeed()
+    hub = AvailabilityHub(source, feed, encode, coalesce_seconds=0.01, linger_seconds=0.0)
+    await hub.start()
+    stay, leave = hub.watch("e1"), hub.watch("e1")
+    await _next(stay)
+    await _next(leave)
+    # The leaving one is parked waiting for an update when its task is cancelled (what the
+    # gRPC server does when a client hangs up).
+    task = asyncio.create_task(_next(leave))
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    source.set("Stalls/B/1", "booked")
+    await feed.items.put(("e1", ["Stalls/B/1"]))
+    assert (await _next(stay))["changes"] == [["Stalls/B/1", "booked"]]
+    await leave.aclose()
+    assert hub.watchers == 1
+    await stay.aclose()
+    await hub.close()
