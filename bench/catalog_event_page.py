@@ -139,9 +139,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument(
+        "--port-start", type=int, default=24000, help="first port base to try (shared machines)"
+    )
     args = parser.parse_args()
     ensure_wrk()
-    ports = free_layout()
+    ports = free_layout(args.port_start)
     state = Path(tempfile.mkdtemp(prefix="ticketing-bench-"))
     base = [str(TICKETING), "--state-dir", str(state)]
     subprocess.run(

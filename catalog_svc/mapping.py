@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TypeVar, cast
 
-from google.protobuf import field_mask_pb2, message, timestamp_pb2
+from google.protobuf import descriptor, field_mask_pb2, message, timestamp_pb2
 from ticketing.catalog.v1 import catalog_pb2
 from ticketing.common.v1 import common_pb2
 
-from catalog_svc.availability import Update
+from catalog_svc.availability import SeatStates, SectionRuns, TicketState, Update, seat_order
 from catalog_svc.domain import (
     Event,
     EventFilter,
@@ -249,6 +249,65 @@ def basic_view(payload: bytes) -> catalog_pb2.Event:
     return event
 
 
+def read_mask_paths(mask: field_mask_pb2.FieldMask) -> tuple[str, ...]:
+    """GetEvent's read_mask, checked against the Event (AIP-157): its paths, or
+    INVALID_ARGUMENT naming read_mask and the paths the Event does not have."""
+    paths = tuple(mask.paths)
+    unknown = [
+        p for p in paths if not field_mask_pb2.FieldMask(paths=[p]).IsValidForDescriptor(_EVENT)
+    ]
+    if unknown:
+        raise InvalidArgument(
+            f"read_mask: the event has no field {', '.join(unknown)}",
+            metadata={"field": "read_mask", "paths": ",".join(unknown)},
+        )
+    return paths
+
+
+_EVENT = cast(descriptor.Descriptor, catalog_pb2.Event.DESCRIPTOR)
+
+
+def event_view(payload: bytes, view: int, paths: tuple[str, ...]) -> bytes:
+    """A view of a rendered page (its FULL view, serialized): BASIC drops the tickets,
+    AVAILABILITY replaces them with their statuses as runs per section (WatchAvailability's
+    snapshot), and a read mask keeps only the fields it names."""
+    event = catalog_pb2.Event.FromString(payload)
+    if view == catalog_pb2.EVENT_VIEW_AVAILABILITY:
+        event.availability.CopyFrom(availability_snapshot(event))
+    if view in (catalog_pb2.EVENT_VIEW_BASIC, catalog_pb2.EVENT_VIEW_AVAILABILITY):
+        del event.tickets[:]
+    if paths:
+        masked = catalog_pb2.Event()
+        field_mask_pb2.FieldMask(paths=list(paths)).MergeMessage(event, masked)
+        event = masked
+    return event.SerializeToString()
+
+
+def availability_snapshot(event: catalog_pb2.Event) -> catalog_pb2.AvailabilitySnapshot:
+    """The page's tickets as WatchAvailability's first message has them: runs of one status
+    per section, in the seat map's order (``catalog_svc.availability``)."""
+    states = [
+        # A standing place has no seat label on the page; its tickets come in place order.
+        TicketState(t.id, t.section, t.row, t.seat, STATUS_FROM_PROTO[t.status])
+        for t in event.tickets
+    ]
+    ordered = seat_order(seat_map_from_proto(event.venue.seat_map), states)
+    return snapshot_to_proto(SeatStates(ordered).snapshot())
+
+
+def snapshot_to_proto(snapshot: tuple[SectionRuns, ...]) -> catalog_pb2.AvailabilitySnapshot:
+    proto = catalog_pb2.AvailabilitySnapshot()
+    for section in snapshot:
+        proto.sections.add(
+            section=section.section,
+            runs=[
+                catalog_pb2.StateRun(status=STATUS_TO_PROTO[status], count=count)
+                for status, count in section.runs
+            ],
+        )
+    return proto
+
+
 def ticket_to_proto(ticket: Ticket, event_id: str, currency: str) -> catalog_pb2.Ticket:
     return catalog_pb2.Ticket(
         id=ticket.id,
@@ -448,14 +507,7 @@ def event_update(request: catalog_pb2.UpdateEventRequest) -> Callable[[Event], E
 def availability_update_to_proto(update: Update) -> catalog_pb2.AvailabilityUpdate:
     proto = catalog_pb2.AvailabilityUpdate(read_time=timestamp(update.read_time))
     if update.snapshot is not None:
-        for section in update.snapshot:
-            proto.snapshot.sections.add(
-                section=section.section,
-                runs=[
-                    catalog_pb2.StateRun(status=STATUS_TO_PROTO[status], count=count)
-                    for status, count in section.runs
-                ],
-            )
+        proto.snapshot.CopyFrom(snapshot_to_proto(update.snapshot))
     for t in update.changes:
         proto.changes.add(
             ticket_id=t.id,

@@ -16,6 +16,7 @@ pages it changed are marked so: the next read of each is built afresh.
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import datetime as dt
 import hashlib
@@ -63,6 +64,7 @@ PAGES = Counter(
 )
 
 _ETAG_LENGTH = 16
+VIEWS_KEPT = 64
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -77,6 +79,9 @@ class EventPages:
         self._cache = cache
         self._render = render
         self._building: dict[str, asyncio.Future[Page]] = {}
+        self._views: collections.OrderedDict[tuple[str, str, str], bytes] = (
+            collections.OrderedDict()
+        )
 
     async def get(self, event_id: str) -> Page:
         token: bytes | None = None
@@ -131,6 +136,21 @@ class EventPages:
         if self._cache is not None:
             await self._cache.mark_changed(*event_ids)
 
+    def view(self, event_id: str, page: Page, name: str, derive: Callable[[bytes], bytes]) -> bytes:
+        """A view derived from the page's payload (BASIC, AVAILABILITY, a read mask): derived
+        once per version of the page (its etag) and kept for the next reads, the last
+        ``VIEWS_KEPT`` of them in this process."""
+        key = (event_id, page.etag, name)
+        derived = self._views.get(key)
+        if derived is None:
+            derived = derive(page.payload)
+            self._views[key] = derived
+            while len(self._views) > VIEWS_KEPT:
+                self._views.popitem(last=False)
+        else:
+            self._views.move_to_end(key)
+        return derived
+
 
 # --- listings and operator writes -------------------------------------------------------
 
@@ -184,6 +204,14 @@ class Catalog:
 
     async def event_page(self, event_id: str) -> Page:
         return await self._pages.get(event_id)
+
+    async def event_page_view(
+        self, event_id: str, name: str, derive: Callable[[bytes], bytes]
+    ) -> tuple[Page, bytes]:
+        """The event page and a view of it (``derive`` of its payload, ``name`` telling views
+        apart), derived once per version of the page."""
+        page = await self._pages.get(event_id)
+        return page, self._pages.view(event_id, page, name, derive)
 
     async def venue(self, venue_id: str) -> Venue:
         return await self._store.get_venue(venue_id)

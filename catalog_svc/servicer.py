@@ -68,13 +68,24 @@ class CatalogServiceServicer(catalog_pb2_grpc.CatalogServiceServicer):
     async def GetEvent(
         self, request: catalog_pb2.GetEventRequest, context: grpc.aio.ServicerContext
     ) -> Any:
-        page = await self._catalog.event_page(parse_id(request.event_id, "event_id"))
+        event_id = parse_id(request.event_id, "event_id")
+        paths = mapping.read_mask_paths(request.read_mask)
+        view = request.view
+        if view in (catalog_pb2.EVENT_VIEW_UNSPECIFIED, catalog_pb2.EVENT_VIEW_FULL):
+            view = catalog_pb2.EVENT_VIEW_FULL
+        if view == catalog_pb2.EVENT_VIEW_FULL and not paths:
+            page = await self._catalog.event_page(event_id)
+            payload = page.payload
+        else:
+            page, payload = await self._catalog.event_page_view(
+                event_id,
+                f"{view}:{','.join(paths)}",
+                lambda full: mapping.event_view(full, view, paths),
+            )
         await context.send_initial_metadata(
             (("cache-control", EVENT_PAGE_CACHE_CONTROL), ("etag", f'"{page.etag}"'))
         )
-        if request.view == catalog_pb2.EVENT_VIEW_BASIC:
-            return mapping.basic_view(page.payload)
-        return page.payload
+        return payload
 
     async def ListEvents(
         self, request: catalog_pb2.ListEventsRequest, context: grpc.aio.ServicerContext

@@ -6,6 +6,8 @@ hold that lapses."""
 import asyncio
 import datetime as dt
 
+import pytest
+from google.protobuf import field_mask_pb2
 from ticketing.catalog.v1 import catalog_pb2
 
 from catalog_svc.domain import (
@@ -19,9 +21,10 @@ from catalog_svc.domain import (
     Ticket,
     Venue,
 )
-from catalog_svc.mapping import render_event_page
+from catalog_svc.mapping import event_view, read_mask_paths, render_event_page
 from catalog_svc.ports import CacheUnavailable
-from catalog_svc.service import EventPages
+from catalog_svc.service import Catalog, EventPages
+from ticketing_common.errors import InvalidArgument
 
 NOW = dt.datetime(2031, 5, 1, 12, tzinfo=dt.UTC)
 
@@ -113,3 +116,59 @@ async def test_a_page_is_not_kept_past_the_next_hold_that_lapses():
     await EventPages(source, cache, render_event_page).get("e1")
     _, _, ttl = cache.pages["e1"]
     assert 0 < ttl <= 5
+
+
+async def test_the_views_of_a_page_basic_availability_and_a_read_mask():
+    pages = EventPages(FakeSource(held_until=NOW), FakeCache(), render_event_page)
+    built = await pages.get("e1")
+    basic = catalog_pb2.Event.FromString(
+        event_view(built.payload, catalog_pb2.EVENT_VIEW_BASIC, ())
+    )
+    assert not basic.tickets and basic.ticket_summary.total == 2 and basic.venue.name == "Hall"
+    assert not basic.HasField("availability")
+    seats = catalog_pb2.Event.FromString(
+        event_view(built.payload, catalog_pb2.EVENT_VIEW_AVAILABILITY, ())
+    )
+    assert not seats.tickets and seats.name == "Night"
+    (stalls,) = seats.availability.sections
+    assert stalls.section == "Stalls"
+    assert [(r.status, r.count) for r in stalls.runs] == [
+        (catalog_pb2.TICKET_STATUS_HELD, 1),
+        (catalog_pb2.TICKET_STATUS_AVAILABLE, 1),
+    ]
+    masked = catalog_pb2.Event.FromString(
+        event_view(built.payload, catalog_pb2.EVENT_VIEW_FULL, ("name", "ticket_summary.total"))
+    )
+    assert masked.name == "Night" and masked.ticket_summary.total == 2
+    assert not masked.tickets and not masked.venue.name and not masked.ticket_summary.available
+
+
+def test_a_read_mask_path_the_event_lacks_is_invalid_argument_naming_it():
+    assert read_mask_paths(field_mask_pb2.FieldMask(paths=["name", "venue.city"])) == (
+        "name",
+        "venue.city",
+    )
+    with pytest.raises(InvalidArgument) as refused:
+        read_mask_paths(field_mask_pb2.FieldMask(paths=["name", "nope", "venue.nope"]))
+    assert refused.value.metadata["field"] == "read_mask"
+    assert refused.value.metadata["paths"] == "nope,venue.nope"
+    assert "nope" in str(refused.value)
+
+
+async def test_a_view_is_derived_once_per_version_of_the_page():
+    source, cache = FakeSource(), FakeCache()
+    catalog = Catalog(None, EventPages(source, cache, render_event_page))  # type: ignore[arg-type]
+    derived: list[bytes] = []
+
+    def derive(payload: bytes) -> bytes:
+        derived.append(payload)
+        return b"view"
+
+    for _ in range(3):
+        _, view = await catalog.event_page_view("e1", "basic", derive)
+        assert view == b"view"
+    assert len(derived) == 1
+    await EventPages(source, cache, render_event_page).changed("e1")
+    source.held_until = NOW  # the page changes: a new etag
+    await catalog.event_page_view("e1", "basic", derive)
+    assert len(derived) == 2
