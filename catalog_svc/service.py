@@ -65,6 +65,7 @@ PAGES = Counter(
 
 _ETAG_LENGTH = 16
 VIEWS_KEPT = 64
+VIEWS_MAX_BYTES = 256 * 1024 * 1024
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -82,6 +83,7 @@ class EventPages:
         self._views: collections.OrderedDict[tuple[str, str, str], bytes] = (
             collections.OrderedDict()
         )
+        self._view_bytes = 0
 
     async def get(self, event_id: str) -> Page:
         token: bytes | None = None
@@ -139,14 +141,17 @@ class EventPages:
     def view(self, event_id: str, page: Page, name: str, derive: Callable[[bytes], bytes]) -> bytes:
         """A view derived from the page's payload (BASIC, AVAILABILITY, a read mask): derived
         once per version of the page (its etag) and kept for the next reads, the last
-        ``VIEWS_KEPT`` of them in this process."""
+        ``VIEWS_KEPT`` of them (at most ``VIEWS_MAX_BYTES`` together) in this process."""
         key = (event_id, page.etag, name)
         derived = self._views.get(key)
         if derived is None:
+            # Synchronous: concurrent readers of this version find it made, never make it twice.
             derived = derive(page.payload)
             self._views[key] = derived
-            while len(self._views) > VIEWS_KEPT:
-                self._views.popitem(last=False)
+            self._view_bytes += len(derived)
+            while len(self._views) > VIEWS_KEPT or self._view_bytes > VIEWS_MAX_BYTES:
+                _, dropped = self._views.popitem(last=False)
+                self._view_bytes -= len(dropped)
         else:
             self._views.move_to_end(key)
         return derived

@@ -29,6 +29,22 @@ def _operator(context: grpc.aio.ServicerContext) -> str:
     return operator
 
 
+def _page_request(request: catalog_pb2.GetEventRequest) -> tuple[str, int, tuple[str, ...]]:
+    """(event id, view with FULL for the default, read mask paths), checked."""
+    event_id = parse_id(request.event_id, "event_id")
+    paths = mapping.read_mask_paths(request.read_mask)
+    view = request.view
+    if view == catalog_pb2.EVENT_VIEW_UNSPECIFIED:
+        view = catalog_pb2.EVENT_VIEW_FULL
+    return event_id, view, paths
+
+
+async def _page_headers(context: grpc.aio.ServicerContext, etag: str) -> None:
+    await context.send_initial_metadata(
+        (("cache-control", EVENT_PAGE_CACHE_CONTROL), ("etag", f'"{etag}"'))
+    )
+
+
 class _Retriable(Protocol):
     """A write request that a client may retry (AIP-155)."""
 
@@ -68,11 +84,7 @@ class CatalogServiceServicer(catalog_pb2_grpc.CatalogServiceServicer):
     async def GetEvent(
         self, request: catalog_pb2.GetEventRequest, context: grpc.aio.ServicerContext
     ) -> Any:
-        event_id = parse_id(request.event_id, "event_id")
-        paths = mapping.read_mask_paths(request.read_mask)
-        view = request.view
-        if view in (catalog_pb2.EVENT_VIEW_UNSPECIFIED, catalog_pb2.EVENT_VIEW_FULL):
-            view = catalog_pb2.EVENT_VIEW_FULL
+        event_id, view, paths = _page_request(request)
         if view == catalog_pb2.EVENT_VIEW_FULL and not paths:
             page = await self._catalog.event_page(event_id)
             payload = page.payload
@@ -82,9 +94,23 @@ class CatalogServiceServicer(catalog_pb2_grpc.CatalogServiceServicer):
                 f"{view}:{','.join(paths)}",
                 lambda full: mapping.event_view(full, view, paths),
             )
-        await context.send_initial_metadata(
-            (("cache-control", EVENT_PAGE_CACHE_CONTROL), ("etag", f'"{page.etag}"'))
+        await _page_headers(context, page.etag)
+        return payload
+
+    async def GetEventPage(
+        self, request: catalog_pb2.GetEventRequest, context: grpc.aio.ServicerContext
+    ) -> Any:
+        event_id, view, paths = _page_request(request)
+
+        def as_json(full: bytes) -> bytes:
+            if view != catalog_pb2.EVENT_VIEW_FULL or paths:
+                full = mapping.event_view(full, view, paths)
+            return mapping.http_body(mapping.JSON, mapping.event_json(full))
+
+        page, payload = await self._catalog.event_page_view(
+            event_id, f"json:{view}:{','.join(paths)}", as_json
         )
+        await _page_headers(context, page.etag)
         return payload
 
     async def ListEvents(

