@@ -546,7 +546,13 @@ def http_body(content_type: str, data: bytes) -> bytes:
     return body
 
 
-def event_json(payload: bytes) -> bytes:
+TicketJsonMemo = dict[tuple[str, int, int], str]
+"""A ticket's printed JSON by (id, status, price): what changes between versions of a page is
+a few tickets' status, so a memo kept from the previous version prints the next one mostly by
+look-ups (a ticket's place and currency never change once generated)."""
+
+
+def event_json(payload: bytes, memo: TicketJsonMemo | None = None) -> bytes:
     """A serialized Event (any view) as the REST page's JSON, UTF-8."""
     event = catalog_pb2.Event.FromString(payload)
     tickets = list(event.tickets)
@@ -561,9 +567,17 @@ def event_json(payload: bytes) -> bytes:
     if tickets:
         # Quotes inside JSON strings are escaped, so this is the tickets field itself.
         printed = _ticket_printer()
-        text = text.replace(
-            _TICKETS_EMPTY, '"tickets":[' + ",".join(printed(t) for t in tickets) + "]", 1
-        )
+        if memo is None:
+            parts = [printed(t) for t in tickets]
+        else:
+            parts = []
+            for t in tickets:
+                key = (t.id, t.status, t.price.amount_minor)
+                done = memo.get(key)
+                if done is None:
+                    done = memo[key] = printed(t)
+                parts.append(done)
+        text = text.replace(_TICKETS_EMPTY, '"tickets":[' + ",".join(parts) + "]", 1)
     return text.encode()
 
 

@@ -22,6 +22,10 @@ EVENT_PAGE_CACHE_CONTROL = "public, max-age=1"
 
 _SERVICE = "/ticketing.catalog.v1.CatalogService/"
 
+# Ticket JSON kept for the REST pages of this many events, up to this many tickets each
+# (statuses that come and go add entries; past the cap an event's memo starts afresh).
+_MEMO_EVENTS, _MEMO_TICKETS = 8, 300_000
+
 
 def _operator(context: grpc.aio.ServicerContext) -> str:
     """The caller's user id, if an operator (else UNAUTHENTICATED / OPERATOR_REQUIRED)."""
@@ -68,6 +72,8 @@ class CatalogServiceServicer(catalog_pb2_grpc.CatalogServiceServicer):
     def __init__(self, catalog: Catalog, availability: AvailabilityHub | None = None) -> None:
         self._catalog = catalog
         self._availability = availability
+        # The printed tickets of the REST pages printed last (mapping.TicketJsonMemo).
+        self._ticket_json: dict[str, mapping.TicketJsonMemo] = {}
 
     # --- reads -----------------------------------------------------------------------------
 
@@ -105,7 +111,13 @@ class CatalogServiceServicer(catalog_pb2_grpc.CatalogServiceServicer):
         def as_json(full: bytes) -> bytes:
             if view != catalog_pb2.EVENT_VIEW_FULL or paths:
                 full = mapping.event_view(full, view, paths)
-            return mapping.http_body(mapping.JSON, mapping.event_json(full))
+            memo = self._ticket_json.pop(event_id, None)
+            if memo is None or len(memo) > _MEMO_TICKETS:
+                memo = {}  # a new event, or one whose old statuses have piled up
+            self._ticket_json[event_id] = memo  # the most recently printed last
+            while len(self._ticket_json) > _MEMO_EVENTS:
+                del self._ticket_json[next(iter(self._ticket_json))]
+            return mapping.http_body(mapping.JSON, mapping.event_json(full, memo))
 
         page, payload = await self._catalog.event_page_view(
             event_id, f"json:{view}:{','.join(paths)}", as_json

@@ -217,3 +217,15 @@ def test_the_rest_page_json_is_protobufs_json_of_the_page():
     # Every view prints the same way: BASIC has an empty ticket list, as the transcoder printed.
     basic = json.loads(event_json(event_view(payload, catalog_pb2.EVENT_VIEW_BASIC, ())))
     assert basic["tickets"] == [] and basic["ticketSummary"]["total"] == 3
+
+
+def test_printing_from_the_previous_versions_tickets_prints_the_same_page():
+    rendered = page("e1")
+    first = render_event_page(rendered, summarize(rendered.tickets), "v1")
+    memo: dict = {}
+    assert event_json(first, memo) == event_json(first) and len(memo) == 2
+    changed = page("e1", held_until=NOW)  # t1 is held now
+    second = render_event_page(changed, summarize(changed.tickets), "v2")
+    printed = event_json(second, memo)
+    assert printed == event_json(second) and len(memo) == 3
+    assert json.loads(printed)["tickets"][0]["status"] == "TICKET_STATUS_HELD"
