@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
@@ -564,6 +565,7 @@ def event_json(payload: bytes, memo: TicketJsonMemo | None = None) -> bytes:
         separators=(",", ":"),
         ensure_ascii=False,
     )
+    text = _MARKED_DOUBLE.sub(r"\1", text)
     if tickets:
         # Quotes inside JSON strings are escaped, so this is the tickets field itself.
         printed = _ticket_printer()
@@ -583,7 +585,7 @@ def event_json(payload: bytes, memo: TicketJsonMemo | None = None) -> bytes:
 
 def _in_field_order(value: Any, desc: descriptor.Descriptor | None) -> Any:
     """json_format's dict with each message's fields in field-number order (as the C++ printer
-    puts them) and integral doubles as integers (the C++ printer writes 10, not 10.0)."""
+    puts them) and doubles marked to be printed as the C++ printer does (10, not 10.0)."""
     if isinstance(value, dict) and desc is not None:
         ordered = {}
         for field in sorted(desc.fields, key=lambda f: f.number):
@@ -595,9 +597,23 @@ def _in_field_order(value: Any, desc: descriptor.Descriptor | None) -> Any:
         return ordered
     if isinstance(value, list):
         return [_in_field_order(item, desc) for item in value]
-    if isinstance(value, float) and value.is_integer() and abs(value) < 1e16:
-        return int(value)
+    if isinstance(value, float):
+        return _DOUBLE + _cpp_double(value) + _DOUBLE_END
     return value
+
+
+# A double travels through json.dumps as a marked string, then loses its quotes and marks:
+# json.dumps prints Python's shortest repr (53.94706767363466), the C++ printer SimpleDtoa's
+# (%.15g, or %.17g when that does not read back: 53.947067673634663).
+_DOUBLE, _DOUBLE_END = "\x00\x01double:", "\x00"
+_MARKED_DOUBLE = re.compile(r'"\\u0000\\u0001double:([-+.0-9eE]+)\\u0000"')
+
+
+def _cpp_double(value: float) -> str:
+    text = f"{value:.15g}"
+    if float(text) != value:
+        text = f"{value:.17g}"
+    return text
 
 
 def _ticket_printer() -> Callable[[catalog_pb2.Ticket], str]:

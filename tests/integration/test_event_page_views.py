@@ -18,6 +18,7 @@ from google.protobuf import descriptor_pb2, field_mask_pb2, json_format
 from ticketing.booking.v1 import booking_pb2, booking_pb2_grpc
 from ticketing.catalog.v1 import catalog_pb2
 
+from deploy.demo_data import DEMO_EVENT_ID
 from deploy.stack import certs, envoy_config
 from deploy.stack.gateway import descriptor_path
 from deploy.stack.state import StateDir
@@ -277,3 +278,21 @@ def test_the_rest_errors_are_unchanged(stack):
     assert status == 400 and body["details"][0]["reason"] == "MALFORMED_ID"
     status, _, body = rest(stack, f"/event/{uuid.uuid4()}")
     assert status == 404 and body["details"][0]["reason"] == "EVENT_NOT_FOUND"
+
+
+def test_the_demo_events_page_is_byte_for_byte_what_the_transcoder_prints(stack, transcoder):
+    """The seed's demo event: a drawn venue (seat-map coordinates, doubles of up to 17
+    digits) with a standing section. A live page may change between the two reads: then the
+    etags differ and it is read again."""
+    for _ in range(5):
+        transcoded = _transcoded(transcoder, f"/transcoded/{DEMO_EVENT_ID}")
+        printed = _page_bytes(stack, f"/event/{DEMO_EVENT_ID}")
+        if json.loads(printed)["etag"] == json.loads(transcoded)["etag"]:
+            break
+    assert json.loads(printed)["venue"]["seatMap"]["layout"]
+    if printed != transcoded:
+        at = next(
+            (i for i in range(min(len(printed), len(transcoded))) if printed[i] != transcoded[i]),
+            min(len(printed), len(transcoded)),
+        )
+        raise AssertionError((at, printed[at - 80 : at + 80], transcoded[at - 80 : at + 80]))
