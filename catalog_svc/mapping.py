@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
+import re
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar, cast
 
-from google.protobuf import field_mask_pb2, message, timestamp_pb2
+from google.api import httpbody_pb2
+from google.protobuf import descriptor, field_mask_pb2, json_format, message, timestamp_pb2
 from ticketing.catalog.v1 import catalog_pb2
 from ticketing.common.v1 import common_pb2
 
-from catalog_svc.availability import Update
+from catalog_svc.availability import SeatStates, SectionRuns, TicketState, Update, seat_order
 from catalog_svc.domain import (
     Event,
     EventFilter,
@@ -249,6 +252,65 @@ def basic_view(payload: bytes) -> catalog_pb2.Event:
     return event
 
 
+def read_mask_paths(mask: field_mask_pb2.FieldMask) -> tuple[str, ...]:
+    """GetEvent's read_mask, checked against the Event (AIP-157): its paths, or
+    INVALID_ARGUMENT naming read_mask and the paths the Event does not have."""
+    paths = tuple(mask.paths)
+    unknown = [
+        p for p in paths if not field_mask_pb2.FieldMask(paths=[p]).IsValidForDescriptor(_EVENT)
+    ]
+    if unknown:
+        raise InvalidArgument(
+            f"read_mask: the event has no field {', '.join(unknown)}",
+            metadata={"field": "read_mask", "paths": ",".join(unknown)},
+        )
+    return paths
+
+
+_EVENT = cast(descriptor.Descriptor, catalog_pb2.Event.DESCRIPTOR)
+
+
+def event_view(payload: bytes, view: int, paths: tuple[str, ...]) -> bytes:
+    """A view of a rendered page (its FULL view, serialized): BASIC drops the tickets,
+    AVAILABILITY replaces them with their statuses as runs per section (WatchAvailability's
+    snapshot), and a read mask keeps only the fields it names."""
+    event = catalog_pb2.Event.FromString(payload)
+    if view == catalog_pb2.EVENT_VIEW_AVAILABILITY:
+        event.availability.CopyFrom(availability_snapshot(event))
+    if view in (catalog_pb2.EVENT_VIEW_BASIC, catalog_pb2.EVENT_VIEW_AVAILABILITY):
+        del event.tickets[:]
+    if paths:
+        masked = catalog_pb2.Event()
+        field_mask_pb2.FieldMask(paths=list(paths)).MergeMessage(event, masked)
+        event = masked
+    return event.SerializeToString()
+
+
+def availability_snapshot(event: catalog_pb2.Event) -> catalog_pb2.AvailabilitySnapshot:
+    """The page's tickets as WatchAvailability's first message has them: runs of one status
+    per section, in the seat map's order (``catalog_svc.availability``)."""
+    states = [
+        # A standing place has no seat label on the page; its tickets come in place order.
+        TicketState(t.id, t.section, t.row, t.seat, STATUS_FROM_PROTO[t.status])
+        for t in event.tickets
+    ]
+    ordered = seat_order(seat_map_from_proto(event.venue.seat_map), states)
+    return snapshot_to_proto(SeatStates(ordered).snapshot())
+
+
+def snapshot_to_proto(snapshot: tuple[SectionRuns, ...]) -> catalog_pb2.AvailabilitySnapshot:
+    proto = catalog_pb2.AvailabilitySnapshot()
+    for section in snapshot:
+        proto.sections.add(
+            section=section.section,
+            runs=[
+                catalog_pb2.StateRun(status=STATUS_TO_PROTO[status], count=count)
+                for status, count in section.runs
+            ],
+        )
+    return proto
+
+
 def ticket_to_proto(ticket: Ticket, event_id: str, currency: str) -> catalog_pb2.Ticket:
     return catalog_pb2.Ticket(
         id=ticket.id,
@@ -448,14 +510,7 @@ def event_update(request: catalog_pb2.UpdateEventRequest) -> Callable[[Event], E
 def availability_update_to_proto(update: Update) -> catalog_pb2.AvailabilityUpdate:
     proto = catalog_pb2.AvailabilityUpdate(read_time=timestamp(update.read_time))
     if update.snapshot is not None:
-        for section in update.snapshot:
-            proto.snapshot.sections.add(
-                section=section.section,
-                runs=[
-                    catalog_pb2.StateRun(status=STATUS_TO_PROTO[status], count=count)
-                    for status, count in section.runs
-                ],
-            )
+        proto.snapshot.CopyFrom(snapshot_to_proto(update.snapshot))
     for t in update.changes:
         proto.changes.add(
             ticket_id=t.id,
@@ -470,3 +525,123 @@ def availability_update_to_proto(update: Update) -> catalog_pb2.AvailabilityUpda
 def encode_availability_update(update: Update) -> bytes:
     """Encoded once per update, whatever the number of watchers it goes to."""
     return availability_update_to_proto(update).SerializeToString()
+
+
+# --- the REST event page: GetEvent's answer as JSON, printed here once per page version -------
+#
+# What Envoy's transcoder printed for GetEvent (always_print_primitive_fields, lowerCamelCase
+# names, no whitespace): the same fields in field-number order, every field without presence
+# printed even at its default, int64 as strings, enums by name. protobuf's own JSON printer
+# makes the document (json_format, the Python twin of the C++ printer Envoy uses), except for
+# the tickets, which are most of the page and printed by ``_ticket_json`` (equal to
+# json_format's output for a Ticket, tests/unit/test_catalog_pages.py checks it) in a
+# fraction of the time.
+
+_TICKETS_EMPTY = '"tickets":[]'
+JSON = "application/json"
+
+
+def http_body(content_type: str, data: bytes) -> bytes:
+    """A serialized google.api.HttpBody: what the transcoder sends as the HTTP body itself."""
+    body: bytes = httpbody_pb2.HttpBody(content_type=content_type, data=data).SerializeToString()
+    return body
+
+
+TicketJsonMemo = dict[tuple[str, int, int], str]
+"""A ticket's printed JSON by (id, status, price): what changes between versions of a page is
+a few tickets' status, so a memo kept from the previous version prints the next one mostly by
+look-ups (a ticket's place and currency never change once generated)."""
+
+
+def event_json(payload: bytes, memo: TicketJsonMemo | None = None) -> bytes:
+    """A serialized Event (any view) as the REST page's JSON, UTF-8."""
+    event = catalog_pb2.Event.FromString(payload)
+    tickets = list(event.tickets)
+    del event.tickets[:]
+    text = json.dumps(
+        _in_field_order(
+            json_format.MessageToDict(event, always_print_fields_with_no_presence=True), _EVENT
+        ),
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    text = _MARKED_DOUBLE.sub(r"\1", text)
+    if tickets:
+        # Quotes inside JSON strings are escaped, so this is the tickets field itself.
+        printed = _ticket_printer()
+        if memo is None:
+            parts = [printed(t) for t in tickets]
+        else:
+            parts = []
+            for t in tickets:
+                key = (t.id, t.status, t.price.amount_minor)
+                done = memo.get(key)
+                if done is None:
+                    done = memo[key] = printed(t)
+                parts.append(done)
+        text = text.replace(_TICKETS_EMPTY, '"tickets":[' + ",".join(parts) + "]", 1)
+    return text.encode()
+
+
+def _in_field_order(value: Any, desc: descriptor.Descriptor | None) -> Any:
+    """json_format's dict with each message's fields in field-number order (as the C++ printer
+    puts them) and doubles marked to be printed as the C++ printer does (10, not 10.0)."""
+    if isinstance(value, dict) and desc is not None:
+        ordered = {}
+        for field in sorted(desc.fields, key=lambda f: f.number):
+            if field.json_name in value:
+                sub = field.message_type
+                if sub is not None and sub.GetOptions().map_entry:
+                    sub = None  # a map's keys are data, not fields
+                ordered[field.json_name] = _in_field_order(value[field.json_name], sub)
+        return ordered
+    if isinstance(value, list):
+        return [_in_field_order(item, desc) for item in value]
+    if isinstance(value, float):
+        return _DOUBLE + _cpp_double(value) + _DOUBLE_END
+    return value
+
+
+# A double travels through json.dumps as a marked string, then loses its quotes and marks:
+# json.dumps prints Python's shortest repr (53.94706767363466), the C++ printer SimpleDtoa's
+# (%.15g, or %.17g when that does not read back: 53.947067673634663).
+_DOUBLE, _DOUBLE_END = "\x00\x01double:", "\x00"
+_MARKED_DOUBLE = re.compile(r'"\\u0000\\u0001double:([-+.0-9eE]+)\\u0000"')
+
+
+def _cpp_double(value: float) -> str:
+    text = f"{value:.15g}"
+    if float(text) != value:
+        text = f"{value:.17g}"
+    return text
+
+
+def _ticket_printer() -> Callable[[catalog_pb2.Ticket], str]:
+    strings: dict[str, str] = {}
+
+    def quoted(text: str) -> str:
+        done = strings.get(text)
+        if done is None:
+            done = strings[text] = json.dumps(text, ensure_ascii=False)
+        return done
+
+    statuses = {
+        number: quoted(value.name)
+        for number, value in catalog_pb2.TicketStatus.DESCRIPTOR.values_by_number.items()
+    }
+
+    def printed(t: catalog_pb2.Ticket) -> str:
+        price = t.price
+        return (
+            f'{{"id":{quoted(t.id)},"eventId":{quoted(t.event_id)},'
+            f'"section":{quoted(t.section)},"row":{quoted(t.row)},"seat":{quoted(t.seat)},'
+            + (
+                f'"price":{{"currencyCode":{quoted(price.currency_code)},'
+                f'"amountMinor":"{price.amount_minor}"}},'
+                if t.HasField("price")
+                else ""
+            )
+            + f'"status":{statuses.get(t.status) or t.status}}}'
+        )
+
+    return printed

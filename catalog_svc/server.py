@@ -44,7 +44,9 @@ async def create_server(settings: CatalogSettings) -> ServiceServer:
     )
     await availability.start()
     servicer = CatalogServiceServicer(Catalog(store, pages), availability)
-    handler = generic_handler(SERVICE, servicer, raw_responses=("GetEvent", "WatchAvailability"))
+    handler = generic_handler(
+        SERVICE, servicer, raw_responses=("GetEvent", "GetEventPage", "WatchAvailability")
+    )
     binding = ServiceBinding(
         SERVICE_NAME, lambda server: server.add_generic_rpc_handlers((handler,))
     )

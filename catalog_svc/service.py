@@ -16,6 +16,7 @@ pages it changed are marked so: the next read of each is built afresh.
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import datetime as dt
 import hashlib
@@ -63,6 +64,8 @@ PAGES = Counter(
 )
 
 _ETAG_LENGTH = 16
+VIEWS_KEPT = 64
+VIEWS_MAX_BYTES = 256 * 1024 * 1024
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -77,6 +80,11 @@ class EventPages:
         self._cache = cache
         self._render = render
         self._building: dict[str, asyncio.Future[Page]] = {}
+        self._views: collections.OrderedDict[tuple[str, str, str], bytes] = (
+            collections.OrderedDict()
+        )
+        self._view_bytes = 0
+        self._deriving: dict[tuple[str, str, str], asyncio.Future[bytes]] = {}
 
     async def get(self, event_id: str) -> Page:
         token: bytes | None = None
@@ -131,6 +139,40 @@ class EventPages:
         if self._cache is not None:
             await self._cache.mark_changed(*event_ids)
 
+    async def view(
+        self, event_id: str, page: Page, name: str, derive: Callable[[bytes], bytes]
+    ) -> bytes:
+        """A view derived from the page's payload (BASIC, AVAILABILITY, a read mask, the REST
+        JSON): derived once per version of the page (its etag), on a worker thread (printing
+        a big page takes a while; the event loop keeps serving meanwhile), concurrent readers
+        of that version waiting for the one derivation; then kept for the next reads, the last
+        ``VIEWS_KEPT`` of them (at most ``VIEWS_MAX_BYTES`` together) in this process."""
+        key = (event_id, page.etag, name)
+        derived = self._views.get(key)
+        if derived is not None:
+            self._views.move_to_end(key)
+            return derived
+        pending = self._deriving.get(key)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._deriving[key] = future
+        try:
+            derived = await asyncio.to_thread(derive, page.payload)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # mark retrieved when nobody else is waiting
+            raise
+        finally:
+            del self._deriving[key]
+        future.set_result(derived)
+        self._views[key] = derived
+        self._view_bytes += len(derived)
+        while len(self._views) > VIEWS_KEPT or self._view_bytes > VIEWS_MAX_BYTES:
+            _, dropped = self._views.popitem(last=False)
+            self._view_bytes -= len(dropped)
+        return derived
+
 
 # --- listings and operator writes -------------------------------------------------------
 
@@ -184,6 +226,14 @@ class Catalog:
 
     async def event_page(self, event_id: str) -> Page:
         return await self._pages.get(event_id)
+
+    async def event_page_view(
+        self, event_id: str, name: str, derive: Callable[[bytes], bytes]
+    ) -> tuple[Page, bytes]:
+        """The event page and a view of it (``derive`` of its payload, ``name`` telling views
+        apart), derived once per version of the page."""
+        page = await self._pages.get(event_id)
+        return page, await self._pages.view(event_id, page, name, derive)
 
     async def venue(self, venue_id: str) -> Venue:
         return await self._store.get_venue(venue_id)

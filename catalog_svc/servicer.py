@@ -22,11 +22,31 @@ EVENT_PAGE_CACHE_CONTROL = "public, max-age=1"
 
 _SERVICE = "/ticketing.catalog.v1.CatalogService/"
 
+# Ticket JSON kept for the REST pages of this many events, up to this many tickets each
+# (statuses that come and go add entries; past the cap an event's memo starts afresh).
+_MEMO_EVENTS, _MEMO_TICKETS = 8, 300_000
+
 
 def _operator(context: grpc.aio.ServicerContext) -> str:
     """The caller's user id, if an operator (else UNAUTHENTICATED / OPERATOR_REQUIRED)."""
     operator: str = caller_from_metadata(context.invocation_metadata()).require_operator()
     return operator
+
+
+def _page_request(request: catalog_pb2.GetEventRequest) -> tuple[str, int, tuple[str, ...]]:
+    """(event id, view with FULL for the default, read mask paths), checked."""
+    event_id = parse_id(request.event_id, "event_id")
+    paths = mapping.read_mask_paths(request.read_mask)
+    view = request.view
+    if view == catalog_pb2.EVENT_VIEW_UNSPECIFIED:
+        view = catalog_pb2.EVENT_VIEW_FULL
+    return event_id, view, paths
+
+
+async def _page_headers(context: grpc.aio.ServicerContext, etag: str) -> None:
+    await context.send_initial_metadata(
+        (("cache-control", EVENT_PAGE_CACHE_CONTROL), ("etag", f'"{etag}"'))
+    )
 
 
 class _Retriable(Protocol):
@@ -52,6 +72,8 @@ class CatalogServiceServicer(catalog_pb2_grpc.CatalogServiceServicer):
     def __init__(self, catalog: Catalog, availability: AvailabilityHub | None = None) -> None:
         self._catalog = catalog
         self._availability = availability
+        # The printed tickets of the REST pages printed last (mapping.TicketJsonMemo).
+        self._ticket_json: dict[str, mapping.TicketJsonMemo] = {}
 
     # --- reads -----------------------------------------------------------------------------
 
@@ -68,13 +90,40 @@ class CatalogServiceServicer(catalog_pb2_grpc.CatalogServiceServicer):
     async def GetEvent(
         self, request: catalog_pb2.GetEventRequest, context: grpc.aio.ServicerContext
     ) -> Any:
-        page = await self._catalog.event_page(parse_id(request.event_id, "event_id"))
-        await context.send_initial_metadata(
-            (("cache-control", EVENT_PAGE_CACHE_CONTROL), ("etag", f'"{page.etag}"'))
+        event_id, view, paths = _page_request(request)
+        if view == catalog_pb2.EVENT_VIEW_FULL and not paths:
+            page = await self._catalog.event_page(event_id)
+            payload = page.payload
+        else:
+            page, payload = await self._catalog.event_page_view(
+                event_id,
+                f"{view}:{','.join(paths)}",
+                lambda full: mapping.event_view(full, view, paths),
+            )
+        await _page_headers(context, page.etag)
+        return payload
+
+    async def GetEventPage(
+        self, request: catalog_pb2.GetEventRequest, context: grpc.aio.ServicerContext
+    ) -> Any:
+        event_id, view, paths = _page_request(request)
+
+        def as_json(full: bytes) -> bytes:
+            if view != catalog_pb2.EVENT_VIEW_FULL or paths:
+                full = mapping.event_view(full, view, paths)
+            memo = self._ticket_json.pop(event_id, None)
+            if memo is None or len(memo) > _MEMO_TICKETS:
+                memo = {}  # a new event, or one whose old statuses have piled up
+            self._ticket_json[event_id] = memo  # the most recently printed last
+            while len(self._ticket_json) > _MEMO_EVENTS:
+                del self._ticket_json[next(iter(self._ticket_json))]
+            return mapping.http_body(mapping.JSON, mapping.event_json(full, memo))
+
+        page, payload = await self._catalog.event_page_view(
+            event_id, f"json:{view}:{','.join(paths)}", as_json
         )
-        if request.view == catalog_pb2.EVENT_VIEW_BASIC:
-            return mapping.basic_view(page.payload)
-        return page.payload
+        await _page_headers(context, page.etag)
+        return payload
 
     async def ListEvents(
         self, request: catalog_pb2.ListEventsRequest, context: grpc.aio.ServicerContext

@@ -57,8 +57,13 @@ def test_breaking_check_catches_a_wire_change(tmp_path: Path, old: str, new: str
 
 
 def test_seed_rest_paths_are_annotated_exactly():
-    get_event = _http_rule(catalog_pb2, "CatalogService", "GetEvent")
+    # GET /event/{id} is answered by GetEventPage: GetEvent's request, GetEvent's answer as
+    # JSON bytes (google.api.HttpBody), printed once per page version by the catalog.
+    get_event = _http_rule(catalog_pb2, "CatalogService", "GetEventPage")
     assert get_event.get == "/event/{event_id}"
+    page = catalog_pb2.DESCRIPTOR.services_by_name["CatalogService"].methods_by_name
+    assert page["GetEventPage"].input_type is page["GetEvent"].input_type
+    assert page["GetEventPage"].output_type.full_name == "google.api.HttpBody"
     search = _http_rule(search_pb2, "SearchService", "SearchEvents")
     assert search.get == "/search"
     reserve = _http_rule(booking_pb2, "BookingService", "ReserveTicket")
