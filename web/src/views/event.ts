@@ -490,6 +490,8 @@ export async function renderEvent(root: HTMLElement, eventId: string): Promise<C
     const quantity = h("input", { type: "number", min: 1, max: maxTickets, value: 2, required: true, "data-testid": "best-quantity" });
     const tier = h("select", { "data-testid": "best-tier" }, h("option", { value: "" }, "Any price"), tiers.map((t) => h("option", { value: t }, t)));
     const section = h("select", { "data-testid": "best-section" }, h("option", { value: "" }, "Best section"), sections.map((s) => h("option", { value: s.name }, s.name)));
+    const seatedOnly = h("input", { type: "checkbox", "data-testid": "best-seated-only" });
+    const hasStanding = sections.some((s) => s.standingCapacity > 0);
     const answer = h("p", { class: "error", role: "alert", "data-testid": "best-error" });
     const form = h(
       "form",
@@ -497,17 +499,25 @@ export async function renderEvent(root: HTMLElement, eventId: string): Promise<C
       h("label", {}, "Seats ", quantity),
       h("label", {}, "Price ", tier),
       h("label", {}, "Section ", section),
+      hasStanding && h("label", { class: "check" }, seatedOnly, " Seats only (no standing)"),
       h("button", { class: "primary", type: "submit", "data-testid": "best-available" }, "Find best seats"),
       answer,
     );
     form.addEventListener("submit", (e) => {
       e.preventDefault();
-      void reserveBest(Number(quantity.value), tier.value, section.value, answer, form);
+      void reserveBest(Number(quantity.value), tier.value, section.value, seatedOnly.checked, answer, form);
     });
     return form;
   }
 
-  async function reserveBest(quantity: number, priceTier: string, section: string, answer: HTMLElement, form: HTMLFormElement): Promise<void> {
+  async function reserveBest(
+    quantity: number,
+    priceTier: string,
+    section: string,
+    seatedOnly: boolean,
+    answer: HTMLElement,
+    form: HTMLFormElement,
+  ): Promise<void> {
     answer.textContent = "";
     if (!session.current()) {
       answer.textContent = "Please sign in to reserve seats.";
@@ -526,6 +536,7 @@ export async function renderEvent(root: HTMLElement, eventId: string): Promise<C
         quantity,
         priceTier,
         section,
+        seatedOnly,
         requestId: crypto.randomUUID(),
         admissionToken: pass?.token ?? "",
       });
