@@ -324,6 +324,48 @@ const journeys = {
     await page.getByTestId("checkout").waitFor();
     return { tickets: await page.getByTestId("checkout").locator("li").allInnerTexts() };
   },
+
+  // The benchmark of bench/seatmap_draw.py: one event's map drawn over and over in this page.
+  // The first draw, frames of a zoom in (sections, then seats) and a pan, every seat of the
+  // venue at once; and the raw building block in the same page: the same number of squares
+  // filled on a canvas of the same size in one path, no map around them.
+  async seat_map_bench(page) {
+    await page.goto(`${base}/#/event/${params.eventId}`);
+    await page.waitForFunction(() => document.querySelector('[data-testid="seat-map"]')?.dataset.ready === "true", undefined, { timeout: 120_000 });
+    if (params.tickets) await page.getByTestId("live-status").and(page.locator('[data-state="live"]')).waitFor({ timeout: 120_000 });
+    return page.evaluate((rounds) => {
+      const map = window.ticketingSeatMap;
+      const canvas = document.querySelector('[data-testid="seat-map"]');
+      const firstDrawMs = Number(canvas.dataset.firstDrawMs);
+      const zoom = [];
+      for (let i = 0; i < 24; i++) {
+        map.zoomBy(1.15);
+        zoom.push(map.draw(false));
+      }
+      const allSeats = [];
+      for (let i = 0; i < rounds; i++) allSeats.push(map.draw(true));
+      const raw = document.createElement("canvas");
+      raw.width = canvas.width;
+      raw.height = canvas.height;
+      document.body.append(raw);
+      const ctx = raw.getContext("2d");
+      const n = map.seats;
+      const xs = new Float64Array(n).map(() => Math.random() * raw.width);
+      const ys = new Float64Array(n).map(() => Math.random() * raw.height);
+      const rawMs = [];
+      for (let r = 0; r < rounds; r++) {
+        const t0 = performance.now();
+        ctx.clearRect(0, 0, raw.width, raw.height);
+        ctx.beginPath();
+        for (let i = 0; i < n; i++) ctx.rect(xs[i], ys[i], 2, 2);
+        ctx.fillStyle = "#3157d5";
+        ctx.fill();
+        rawMs.push(performance.now() - t0);
+      }
+      raw.remove();
+      return { seats: n, sections: map.sections, width: canvas.width, height: canvas.height, firstDrawMs, zoom, allSeats, rawMs };
+    }, params.rounds ?? 20);
+  },
 };
 
 // -- helpers -----------------------------------------------------------------------------------

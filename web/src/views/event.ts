@@ -386,6 +386,8 @@ export async function renderEvent(root: HTMLElement, eventId: string): Promise<C
               const drawn = geometry?.byName.get(s.section);
               if (drawn && !applyRuns(drawn, s.runs) && s.runs.length) void ticketsOf(s.section).then(() => undefined, () => undefined);
             }
+          }
+          if (live.dataset.state !== "live") {
             live.dataset.state = "live";
             live.textContent = "Live: seats grey out as others take them.";
             delay = 500;
