@@ -51,6 +51,9 @@ export interface SectionGeometry {
   // Positions: seats (or standing places 1..standing) -> state, ticket when listed.
   readonly state: Uint8Array;
   readonly tickets: (Ticket | undefined)[];
+  // Listed tickets' positions by ticket id (a standing place's ticket names no place, so its
+  // position is only its place in the listing).
+  readonly byTicket: Map<string, number>;
   // Which positions have a ticket on sale at this event; null until known.
   ticketed: number[] | null;
   // Snapshot counts, kept up to date by the changes.
@@ -100,6 +103,7 @@ export function geometryOf(seatMap: SeatMap | undefined): Geometry | null {
       ...built,
       state: new Uint8Array(positions),
       tickets: new Array<Ticket | undefined>(positions),
+      byTicket: new Map(),
       ticketed: null,
       available: 0,
       total: 0,
@@ -240,7 +244,8 @@ export function positionOf(section: SectionGeometry, row: string, seat: string):
 
 // A snapshot's runs for a section: states in the order of its ticketed seats. Whole sections
 // on sale map one to one; otherwise the listed tickets say which seats the runs cover. Returns
-// whether the section's seat states are now known.
+// whether the section's seat states are now known. A standing section's runs give its counts
+// only (its tickets name no place): its states come from listing its tickets.
 export function applyRuns(
   section: SectionGeometry,
   runs: readonly { status: TicketStatus; count: number }[],
@@ -253,6 +258,7 @@ export function applyRuns(
   }
   section.total = total;
   section.available = available;
+  if (section.standing > 0) return false;
   let order = section.ticketed;
   if (!order && total === section.state.length) order = [...section.state.keys()];
   if (!order || order.length !== total) return false;
@@ -267,9 +273,22 @@ export function applyRuns(
 }
 
 // One changed ticket; returns the position it changed, or -1 when the map has no such seat.
-export function applyChange(section: SectionGeometry, row: string, seat: string, status: TicketStatus): number {
-  const at = positionOf(section, row, seat);
-  if (at < 0) return -1;
+export function applyChange(
+  section: SectionGeometry,
+  ticketId: string,
+  row: string,
+  seat: string,
+  status: TicketStatus,
+): number {
+  const at = section.byTicket.get(ticketId) ?? (section.standing > 0 ? -1 : positionOf(section, row, seat));
+  if (at < 0) {
+    // A standing place not listed yet: its count moves by the change's direction.
+    if (section.standing > 0 && section.total > 0) {
+      const up = status === TicketStatus.AVAILABLE ? 1 : -1;
+      section.available = Math.min(section.total, Math.max(0, section.available + up));
+    }
+    return -1;
+  }
   const before = section.state[at];
   const after = stateOf(status);
   if (before === SeatState.AVAILABLE && after !== SeatState.AVAILABLE) section.available -= 1;
@@ -286,10 +305,11 @@ export function applyChange(section: SectionGeometry, row: string, seat: string,
 // (except those in ``changedSince``, which a newer change already set).
 export function applyListing(section: SectionGeometry, tickets: readonly Ticket[], fresher: ReadonlySet<number>): void {
   const order: number[] = [];
-  for (const ticket of tickets) {
-    const at = positionOf(section, ticket.row, ticket.seat);
+  for (const [index, ticket] of tickets.entries()) {
+    const at = section.standing > 0 ? (index < section.standing ? index : -1) : positionOf(section, ticket.row, ticket.seat);
     if (at < 0) continue;
     order.push(at);
+    section.byTicket.set(ticket.id, at);
     section.tickets[at] = ticket;
     if (fresher.has(at)) ticket.status = statusOf(section.state[at]);
     else section.state[at] = stateOf(ticket.status);

@@ -251,16 +251,17 @@ export class SeatMapView {
     const { ctx } = this;
     const [cx, cy] = centreOf(section);
     const { x0, x1 } = section.box;
-    const size = Math.min((x1 - x0) / 9, 40 * px);
+    const size = Math.min((x1 - x0) / 10, 32 * px);
     if (size < 6 * px) return;
     ctx.fillStyle = "#ffffff";
     ctx.textAlign = "center";
     ctx.textBaseline = "middle";
     ctx.font = `600 ${size}px "DejaVu Sans", sans-serif`;
     ctx.fillText(section.name, cx, cy - size * 0.7);
-    ctx.font = `${size * 0.7}px "DejaVu Sans", sans-serif`;
-    const free = section.total > 0 ? `${section.available.toLocaleString("en-GB")} of ` : "";
-    ctx.fillText(`Standing: ${free}${section.standing.toLocaleString("en-GB")} places`, cx, cy + size * 0.5);
+    ctx.font = `${size * 0.55}px "DejaVu Sans", sans-serif`;
+    const places = section.standing.toLocaleString("en-GB");
+    const line = section.total > 0 ? `${places} places · ${section.available.toLocaleString("en-GB")} free` : `${places} standing`;
+    ctx.fillText(line, cx, cy + size * 0.5, x1 - x0);
     void colour;
   }
 

@@ -21,7 +21,6 @@ import {
   applyListing,
   applyRuns,
   geometryOf,
-  positionOf,
   seatLabel,
   tierColour,
   type Geometry,
@@ -242,9 +241,9 @@ export async function renderEvent(root: HTMLElement, eventId: string): Promise<C
         tabindex: -1,
         "data-ticket": ticket.id,
         "aria-label": labelOf(ticket),
-        title: `${ticket.section} · row ${ticket.row} · seat ${ticket.seat} · ${money(ticket.price)}`,
+        title: `${labelOf(ticket, false)} · ${money(ticket.price)}`,
       },
-      ticket.seat,
+      ticket.seat || String((placeOf.get(ticket.id)?.at ?? 0) + 1),
     );
     buttons.set(ticket.id, button);
     paint(button, ticket);
@@ -334,7 +333,8 @@ export async function renderEvent(root: HTMLElement, eventId: string): Promise<C
 
   // A section's tickets (all pages), kept for the page; on the map, they say which seats are
   // on sale, their ids and prices.
-  function ticketsOf(name: string): Promise<Ticket[]> {
+  function ticketsOf(name: string, fresh = false): Promise<Ticket[]> {
+    if (fresh) listings.delete(name);
     let listing = listings.get(name);
     if (!listing) {
       listing = listAll(name);
@@ -358,11 +358,7 @@ export async function renderEvent(root: HTMLElement, eventId: string): Promise<C
       } while (pageToken);
       if (drawn) {
         applyListing(drawn, all, fresher);
-        for (const ticket of drawn.tickets) {
-          if (!ticket) continue;
-          const at = positionOf(drawn, ticket.row, ticket.seat);
-          placeOf.set(ticket.id, { section: drawn, at });
-        }
+        for (const [id, at] of drawn.byTicket) placeOf.set(id, { section: drawn, at });
         mapView?.redraw();
         return drawn.tickets.filter((t): t is Ticket => t !== undefined);
       }
@@ -384,7 +380,11 @@ export async function renderEvent(root: HTMLElement, eventId: string): Promise<C
           if (update.snapshot) {
             for (const s of update.snapshot.sections) {
               const drawn = geometry?.byName.get(s.section);
-              if (drawn && !applyRuns(drawn, s.runs) && s.runs.length) void ticketsOf(s.section).then(() => undefined, () => undefined);
+              // Seats the snapshot cannot place (a partly ticketed section not listed yet, or
+              // standing places) are listed; a standing section afresh at every snapshot.
+              if (drawn && !applyRuns(drawn, s.runs) && s.runs.length) {
+                void ticketsOf(s.section, drawn.standing > 0).then(() => mapView?.redraw(), () => undefined);
+              }
             }
           }
           if (live.dataset.state !== "live") {
@@ -416,7 +416,7 @@ export async function renderEvent(root: HTMLElement, eventId: string): Promise<C
   function seatChanged(ticketId: string, sectionName: string, row: string, seatName: string, status: TicketStatus): void {
     const drawn = geometry?.byName.get(sectionName);
     if (drawn) {
-      const at = applyChange(drawn, row, seatName, status);
+      const at = applyChange(drawn, ticketId, row, seatName, status);
       if (at >= 0) inFlight.get(drawn)?.add(at);
     }
     const button = buttons.get(ticketId);
