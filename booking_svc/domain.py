@@ -134,6 +134,7 @@ class HoldOutcome(enum.Enum):
     QUANTITY_OVER_LIMIT = "QUANTITY_OVER_LIMIT"
     UNKNOWN_PRICE_TIER = "UNKNOWN_PRICE_TIER"
     UNKNOWN_SECTION = "UNKNOWN_SECTION"
+    STANDING_SECTION = "STANDING_SECTION"
     NO_ADJACENT_SEATS = "NO_ADJACENT_SEATS"
 
 
@@ -216,9 +217,13 @@ class BestSeatsOrder:
     quantity: int
     price_tier: str | None
     section: str | None
+    # Numbered seats only: no standing section.
+    seated_only: bool = False
 
 
-def best_seats_order(event_id: str, quantity: int, price_tier: str, section: str) -> BestSeatsOrder:
+def best_seats_order(
+    event_id: str, quantity: int, price_tier: str, section: str, seated_only: bool = False
+) -> BestSeatsOrder:
     """The request checked for what can be told without the event; the event's own limits
     (its per-user cap, its tiers and sections) are checked where the seats are held."""
     try:
@@ -238,7 +243,9 @@ def best_seats_order(event_id: str, quantity: int, price_tier: str, section: str
             f"at most {MAX_TICKETS_PER_ORDER} seats per order, asked for {quantity}",
             metadata={"field": "quantity", "limit": str(MAX_TICKETS_PER_ORDER)},
         )
-    return BestSeatsOrder(event, quantity, price_tier.strip() or None, section.strip() or None)
+    return BestSeatsOrder(
+        event, quantity, price_tier.strip() or None, section.strip() or None, seated_only
+    )
 
 
 def best_seats_refused(
@@ -267,6 +274,11 @@ def best_seats_refused(
         tier = f" with price tier {order.price_tier!r}" if order.price_tier else ""
         return InvalidArgument(
             f"the venue has no section {order.section!r}{tier}", metadata={"field": "section"}
+        )
+    if outcome is HoldOutcome.STANDING_SECTION:
+        return InvalidArgument(
+            f"section {order.section!r} is standing room, and the order asks for seats only",
+            metadata={"field": "section"},
         )
     if outcome is HoldOutcome.NO_ADJACENT_SEATS:
         return FailedPrecondition(
@@ -474,6 +486,7 @@ class ReserveBestAvailable:
     section: str = ""
     admission_token: str = ""
     request_id: str = ""
+    seated_only: bool = False
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -79,6 +79,7 @@ def reserve_best_available(
         section=request.section,
         admission_token=request.admission_token,
         request_id=request.request_id,
+        seated_only=request.seated_only,
     )
 
 

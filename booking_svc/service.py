@@ -204,7 +204,11 @@ class BookingService:
         self, user_id: str, command: ReserveBestAvailable, seen: _Seen
     ) -> Reservation:
         order = best_seats_order(
-            command.event_id, command.quantity, command.price_tier, command.section
+            command.event_id,
+            command.quantity,
+            command.price_tier,
+            command.section,
+            command.seated_only,
         )
         admitted = admission.admitted_event(
             self._admission_key, command.admission_token, user_id=user_id

@@ -70,12 +70,13 @@ def _decision(row: Sequence[Any] | None) -> HoldDecision:
     return HoldDecision(HoldOutcome(outcome), window, int(already or 0), holds, list(ids or []))
 
 
-# One statement: the user's lock, the checks, the pick and the hold (migration 0007).
+# One statement: the user's lock, the checks, the pick and the hold (migrations 0007, 0010,
+# 0014).
 _HOLD_BEST = """
     SELECT outcome, event_id::text, on_sale_time, start_time, queue_enabled,
            max_tickets_per_user, already, held_ids::text[], held_prices, held_currencies,
            held_expire_times, seats_remaining
-    FROM hold_best_available(%s, %s::uuid, %s, %s, %s, %s, %s::uuid)
+    FROM hold_best_available(%s, %s::uuid, %s, %s, %s, %s, %s::uuid, %s)
 """
 
 
@@ -90,6 +91,7 @@ def _best_params(
         order.section,
         duration,
         admitted_event,
+        order.seated_only,
     )
 
 

@@ -187,6 +187,185 @@ const journeys = {
     const message = await text(page.getByTestId("dashboard-error").filter({ hasText: "403" }));
     return { status, message };
   },
+
+  // -- the drawn seat map (issue 12) -----------------------------------------------------------
+
+  // Each event's map drawn: a screenshot of the canvas per event, the draw times (the first
+  // full draw, a zoom, every seat at once), then the screenshots' pixels compared in the page
+  // (decoded from the PNG files): how much of each is not background, how much two differ.
+  async seat_map_screenshots(page) {
+    const maps = [];
+    for (const { name, eventId } of params.events) {
+      await page.goto("about:blank");
+      await page.goto(`${base}/#/event/${eventId}`);
+      const canvas = page.getByTestId("seat-map");
+      await page.waitForFunction(() => document.querySelector('[data-testid="seat-map"]')?.dataset.ready === "true");
+      await page.getByTestId("live-status").and(page.locator('[data-state="live"]')).waitFor();
+      await page.evaluate(() => new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done))));
+      const path = join(values.out, `seat-map-${name}.png`);
+      await canvas.screenshot({ path });
+      const figures = await page.evaluate(async () => {
+        const map = window.ticketingSeatMap;
+        const first = Number(document.querySelector('[data-testid="seat-map"]').dataset.firstDrawMs);
+        map.zoomBy(6);
+        const zoom = map.draw(false);
+        const all = [];
+        for (let i = 0; i < 3; i++) all.push(map.draw(true));
+        return { seats: map.seats, sections: map.sections, firstDrawMs: first, zoom, allSeats: all };
+      });
+      maps.push({ name, eventId, path, ...figures });
+    }
+    const pixels = await comparePngs(page, maps.map((m) => m.path));
+    return { maps, pixels };
+  },
+
+  // Two buyers on one event. B watches; A picks two seats and reserves them: B's map and seat
+  // list grey them out (the time from A's click to B's page is measured), and B's attempts to
+  // pick them, on the map and in the list, are refused with a message. Then B's stream is cut:
+  // the page reconnects, and a seat A holds afterwards greys out too.
+  async two_buyers_live(pageA) {
+    const { page: pageB } = await openBrowser();
+    await signIn(pageA, params.userA);
+    await signIn(pageB, params.userB);
+    await pageB.goto(`${base}/#/event/${params.eventId}`);
+    await pageB.getByTestId("live-status").and(pageB.locator('[data-state="live"]')).waitFor();
+    await pageA.goto(`${base}/#/event/${params.eventId}`);
+    await pageA.getByTestId("live-status").and(pageA.locator('[data-state="live"]')).waitFor();
+    const free = pageA.getByTestId("seat-list").getByTestId("seat-available");
+    const ids = [await free.nth(0).getAttribute("data-ticket"), await free.nth(1).getAttribute("data-ticket")];
+    for (const id of ids) await pageA.locator(`[data-ticket="${id}"]`).click();
+    await pageB.locator(`[data-ticket="${ids[1]}"]`).waitFor();
+    const before = await pageB.evaluate((ids) => ids.map((id) => window.ticketingSeatMap.state(id)), ids);
+    await watchGrey(pageB, ids);
+    const clicked = Date.now();
+    await pageA.getByTestId("reserve").click();
+    await pageA.getByTestId("checkout").waitFor();
+    const reserved = Date.now();
+    const greyed = await pageB.waitForFunction(() => window.__greyed, undefined, { timeout: 10_000 }).then((h) => h.jsonValue());
+    const after = await pageB.evaluate((ids) => ids.map((id) => window.ticketingSeatMap.state(id)), ids);
+    // B tries to pick them: on the drawn map, then in the seat list.
+    const point = await pageB.evaluate((id) => window.ticketingSeatMap.point(id), ids[0]);
+    await pageB.mouse.click(point.x, point.y);
+    const mapRefusal = await text(pageB.getByTestId("event-error"));
+    await pageB.evaluate(() => (document.querySelector('[data-testid="event-error"]').textContent = ""));
+    // (aria-disabled: still focusable, so a keyboard user hears why it cannot be had)
+    await pageB.locator(`[data-ticket="${ids[1]}"]`).focus();
+    await pageB.keyboard.press("Enter");
+    const listRefusal = await text(pageB.getByTestId("event-error"));
+    const pickedByB = await pageB.evaluate(() => window.ticketingSeatMap.picked());
+    const listStates = await pageB.evaluate((ids) => ids.map((id) => document.querySelector(`[data-ticket="${id}"]`).dataset.state), ids);
+    // The stream breaks; the page says so, reconnects, and keeps greying seats.
+    await pageB.evaluate(() => window.ticketingSeatMap.breakStream());
+    await pageB.waitForFunction(() => window.ticketingSeatMap.reconnects() >= 1);
+    await pageB.getByTestId("live-status").and(pageB.locator('[data-state="live"]')).waitFor();
+    await pageA.goto(`${base}/#/event/${params.eventId}`);
+    const third = await pageA.getByTestId("seat-list").getByTestId("seat-available").first().getAttribute("data-ticket");
+    await watchGrey(pageB, [third]);
+    await pageA.locator(`[data-ticket="${third}"]`).click();
+    const clickedAgain = Date.now();
+    await pageA.getByTestId("reserve").click();
+    await pageA.getByTestId("checkout").waitFor();
+    const greyedAgain = await pageB.waitForFunction(() => window.__greyed, undefined, { timeout: 10_000 }).then((h) => h.jsonValue());
+    return {
+      ids,
+      third,
+      before,
+      after,
+      mapRefusal,
+      listRefusal,
+      pickedByB,
+      listStates,
+      clicked,
+      reserved,
+      greyed,
+      clickedAgain,
+      greyedAgain,
+      reconnects: await pageB.evaluate(() => window.ticketingSeatMap.reconnects()),
+    };
+  },
+
+  // Keyboard only: focus a seat in the seat list, move with the arrow keys, press Enter: the
+  // seat is selected (the list, the map and the total say so); what a screen reader reads.
+  async keyboard_select(page) {
+    await page.goto(`${base}/#/event/${params.eventId}`);
+    const first = page.getByTestId("seat-list").getByTestId("seat-available").first();
+    await first.focus();
+    const firstLabel = await page.evaluate(() => document.activeElement.getAttribute("aria-label"));
+    await page.keyboard.press("ArrowRight");
+    const focused = await page.evaluate(() => ({
+      label: document.activeElement.getAttribute("aria-label"),
+      ticket: document.activeElement.dataset.ticket,
+      tabindex: document.activeElement.tabIndex,
+    }));
+    await page.keyboard.press("Enter");
+    const pressed = await page.evaluate(() => document.activeElement.getAttribute("aria-pressed"));
+    const selection = await text(page.getByTestId("selection"));
+    const picked = await page.evaluate(() => window.ticketingSeatMap.picked());
+    // The same seat found by its accessible name, as assistive technology sees it.
+    const byName = await page.getByRole("button", { name: focused.label, exact: true }).count();
+    await page.keyboard.press("ArrowDown");
+    const below = await page.evaluate(() => document.activeElement.getAttribute("aria-label"));
+    const tabStops = await page.getByTestId("seat-list").locator('button[tabindex="0"]').count();
+    return { firstLabel, focused, pressed, selection, picked, byName, below, tabStops };
+  },
+
+  // "Best available" from the page: a party seated together, or the clear refusal when no
+  // block that big is left.
+  async best_available(page) {
+    await signIn(page, params.user);
+    await page.goto(`${base}/#/event/${params.eventId}`);
+    await page.getByTestId("best-quantity").fill(String(params.quantity));
+    await page.getByTestId("best-available").click();
+    if (params.expectRefusal) {
+      const refusal = page.getByTestId("best-error");
+      const message = await text(refusal);
+      return { message, reason: await refusal.getAttribute("data-reason"), remaining: await refusal.getAttribute("data-seats-remaining") };
+    }
+    await page.getByTestId("checkout").waitFor();
+    return { tickets: await page.getByTestId("checkout").locator("li").allInnerTexts() };
+  },
+
+  // The benchmark of bench/seatmap_draw.py: one event's map drawn over and over in this page.
+  // The first draw, frames of a zoom in (sections, then seats) and a pan, every seat of the
+  // venue at once; and the raw building block in the same page: the same number of squares
+  // filled on a canvas of the same size in one path, no map around them.
+  async seat_map_bench(page) {
+    await page.goto(`${base}/#/event/${params.eventId}`);
+    await page.waitForFunction(() => document.querySelector('[data-testid="seat-map"]')?.dataset.ready === "true", undefined, { timeout: 120_000 });
+    if (params.tickets) await page.getByTestId("live-status").and(page.locator('[data-state="live"]')).waitFor({ timeout: 120_000 });
+    return page.evaluate((rounds) => {
+      const map = window.ticketingSeatMap;
+      const canvas = document.querySelector('[data-testid="seat-map"]');
+      const firstDrawMs = Number(canvas.dataset.firstDrawMs);
+      const zoom = [];
+      for (let i = 0; i < 24; i++) {
+        map.zoomBy(1.15);
+        zoom.push(map.draw(false));
+      }
+      const allSeats = [];
+      for (let i = 0; i < rounds; i++) allSeats.push(map.draw(true));
+      const raw = document.createElement("canvas");
+      raw.width = canvas.width;
+      raw.height = canvas.height;
+      document.body.append(raw);
+      const ctx = raw.getContext("2d");
+      const n = map.seats;
+      const xs = new Float64Array(n).map(() => Math.random() * raw.width);
+      const ys = new Float64Array(n).map(() => Math.random() * raw.height);
+      const rawMs = [];
+      for (let r = 0; r < rounds; r++) {
+        const t0 = performance.now();
+        ctx.clearRect(0, 0, raw.width, raw.height);
+        ctx.beginPath();
+        for (let i = 0; i < n; i++) ctx.rect(xs[i], ys[i], 2, 2);
+        ctx.fillStyle = "#3157d5";
+        ctx.fill();
+        rawMs.push(performance.now() - t0);
+      }
+      raw.remove();
+      return { seats: n, sections: map.sections, width: canvas.width, height: canvas.height, firstDrawMs, zoom, allSeats, rawMs };
+    }, params.rounds ?? 20);
+  },
 };
 
 // -- helpers -----------------------------------------------------------------------------------
@@ -219,6 +398,69 @@ async function dashboardState(page) {
   });
 }
 
+// Records (window.__greyed) when every given ticket shows taken on the map and in the list.
+async function watchGrey(page, ids) {
+  await page.evaluate((ids) => {
+    window.__greyed = null;
+    const check = () => {
+      const done = ids.every(
+        (id) =>
+          window.ticketingSeatMap.state(id) !== "AVAILABLE" &&
+          document.querySelector(`[data-ticket="${id}"]`)?.dataset.state === "taken",
+      );
+      if (done) window.__greyed = { at: Date.now(), states: ids.map((id) => window.ticketingSeatMap.state(id)) };
+      else requestAnimationFrame(check);
+    };
+    check();
+  }, ids);
+}
+
+// The PNG files decoded in the page: per image the share of pixels that are not the map's
+// background, per pair the share of pixels that differ (any channel by more than 24).
+async function comparePngs(page, paths) {
+  const { readFile } = await import("node:fs/promises");
+  const images = [];
+  for (const path of paths) images.push((await readFile(path)).toString("base64"));
+  await page.goto("about:blank");
+  return page.evaluate(async (images) => {
+    const decoded = [];
+    for (const b64 of images) {
+      const bitmap = await createImageBitmap(await (await fetch(`data:image/png;base64,${b64}`)).blob());
+      const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
+      const ctx = canvas.getContext("2d");
+      ctx.drawImage(bitmap, 0, 0);
+      decoded.push(ctx.getImageData(0, 0, bitmap.width, bitmap.height));
+    }
+    const background = [0xfb, 0xfb, 0xfd];
+    const drawn = decoded.map((img) => {
+      let n = 0;
+      for (let i = 0; i < img.data.length; i += 4) {
+        if (Math.abs(img.data[i] - background[0]) + Math.abs(img.data[i + 1] - background[1]) + Math.abs(img.data[i + 2] - background[2]) > 24) n++;
+      }
+      return { width: img.width, height: img.height, drawnShare: n / (img.width * img.height) };
+    });
+    const pairs = [];
+    for (let a = 0; a < decoded.length; a++) {
+      for (let b = a + 1; b < decoded.length; b++) {
+        const x = decoded[a];
+        const y = decoded[b];
+        const w = Math.min(x.width, y.width);
+        const hgt = Math.min(x.height, y.height);
+        let differ = 0;
+        for (let r = 0; r < hgt; r++) {
+          for (let c = 0; c < w; c++) {
+            const i = (r * x.width + c) * 4;
+            const j = (r * y.width + c) * 4;
+            if (Math.max(Math.abs(x.data[i] - y.data[j]), Math.abs(x.data[i + 1] - y.data[j + 1]), Math.abs(x.data[i + 2] - y.data[j + 2])) > 24) differ++;
+          }
+        }
+        pairs.push({ a, b, differShare: differ / (w * hgt) });
+      }
+    }
+    return { drawn, pairs };
+  }, images);
+}
+
 async function pasteToken(page, token) {
   await page.goto(`${base}/#/`);
   await page.locator("details.paste summary").click();
@@ -239,8 +481,8 @@ async function signIn(page, user) {
   await page.getByTestId("signed-in").waitFor();
 }
 
-async function main() {
-  if (!journeys[journey]) throw new Error(`no journey ${journey}: ${Object.keys(journeys)}`);
+// A fresh headless Chromium with its own profile (a second one is a second buyer).
+async function openBrowser() {
   const profile = await mkdtemp(join(tmpdir(), "ticketing-chromium-"));
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
@@ -259,11 +501,24 @@ async function main() {
   });
   const page = context.pages()[0] ?? (await context.newPage());
   page.setDefaultTimeout(STEP_TIMEOUT);
-  const console_errors = [];
   page.on("console", (message) => {
     if (message.type() === "error") console_errors.push(message.text());
   });
   page.on("pageerror", (error) => console_errors.push(String(error)));
+  const close = async () => {
+    await context.close();
+    await rm(profile, { recursive: true, force: true });
+  };
+  opened.push(close);
+  return { page, close };
+}
+
+const console_errors = [];
+const opened = [];
+
+async function main() {
+  if (!journeys[journey]) throw new Error(`no journey ${journey}: ${Object.keys(journeys)}`);
+  const { page } = await openBrowser();
   try {
     const seen = await journeys[journey](page);
     process.stdout.write(`${JSON.stringify({ ok: true, journey, ...seen, console_errors })}\n`);
@@ -276,8 +531,7 @@ async function main() {
     );
     process.exitCode = 1;
   } finally {
-    await context.close();
-    await rm(profile, { recursive: true, force: true });
+    for (const close of opened) await close().catch(() => undefined);
   }
 }
 

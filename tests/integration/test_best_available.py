@@ -13,6 +13,7 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from ticketing.booking.v1 import booking_pb2, booking_pb2_grpc
 from ticketing.catalog.v1 import catalog_pb2
+from ticketing.common.v1 import common_pb2
 
 from deploy.stack.state import StateDir, admission_key
 from tests.helpers import error_reason, make_event, make_venue, rest, ts
@@ -275,6 +276,72 @@ def test_bad_input_is_invalid_argument_naming_the_field(stack, catalog, operator
         best(booking, stack, "bad-input", str(uuid.uuid4()), 2)
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
     assert error_reason(err.value) == "EVENT_NOT_FOUND"
+
+
+def _event_with_a_standing_floor(catalog, operator) -> str:
+    """An on-sale event whose venue has a standing floor (6 places) before a seated row of 4."""
+    venue = catalog_pb2.Venue(
+        name=f"Test Club {uuid.uuid4().hex[:6]}",
+        city="Lisbon",
+        country_code="PT",
+        location=common_pb2.GeoPoint(latitude=38.72, longitude=-9.14),
+        seat_map=catalog_pb2.SeatMap(
+            sections=[
+                catalog_pb2.Section(name="Floor", price_tier="standard", standing_capacity=6),
+                catalog_pb2.Section(
+                    name="S00",
+                    price_tier="premium",
+                    rows=[catalog_pb2.Row(label="1", seat_count=4)],
+                ),
+            ]
+        ),
+    )
+    created = catalog.CreateVenue(catalog_pb2.CreateVenueRequest(venue=venue), metadata=operator)
+    return make_event(catalog, operator, created.id, days_ahead=next(_day), tiers=TIERS).id
+
+
+def test_a_standing_section_on_a_seated_only_order_is_invalid_argument(
+    stack, catalog, operator, booking, db
+):
+    """seated_only names the order's wish for numbered seats: naming a standing section is
+    INVALID_ARGUMENT on field "section" (400 through REST), nothing held; without a section
+    the standing floor (first in the venue's order) is passed over for the seated row."""
+    event_id = _event_with_a_standing_floor(catalog, operator)
+    request = booking_pb2.ReserveBestAvailableRequest(
+        event_id=event_id, quantity=2, section="Floor", seated_only=True
+    )
+    with pytest.raises(grpc.RpcError) as err:
+        booking.ReserveBestAvailable(request, metadata=auth(stack, "seated-only"))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, err.value.details()
+    assert error_reason(err.value) == "INVALID_ARGUMENT"
+    assert error_info(err.value).metadata["field"] == "section"
+    print(f"\nseated-only order naming the floor: {err.value.details()}")
+    status, _, refused = rest(
+        stack,
+        "/booking/reserve-best",
+        method="POST",
+        body={"eventId": event_id, "quantity": 2, "section": "Floor", "seatedOnly": True},
+        token=stack.token("seated-only"),
+    )
+    assert status == 400, refused
+    assert refused["details"][0]["reason"] == "INVALID_ARGUMENT"
+    assert refused["details"][0]["metadata"]["field"] == "section"
+    held = db.execute(
+        "SELECT count(*) FROM tickets WHERE event_id = %s AND holder_user_id = 'seated-only'",
+        (event_id,),
+    ).fetchone()
+    assert held == (0,)
+    # The same order without the wish stands on the floor; with it, sits in the row.
+    standing = best(booking, stack, "standing-ok", event_id, 2, section="Floor")
+    assert {s[0] for s in seats_of(db, standing.ticket_ids)} == {"Floor"}
+    seated = best(booking, stack, "seated-ok", event_id, 2, seated_only=True)
+    assert seats_of(db, seated.ticket_ids) == [("S00", "1", 1), ("S00", "1", 2)]
+    # Only 2 single seats are left in the row: a seated party of 3 is told so, the floor's
+    # 4 free places not counted.
+    with pytest.raises(grpc.RpcError) as err:
+        best(booking, stack, "seated-three", event_id, 3, seated_only=True)
+    assert error_reason(err.value) == "NO_ADJACENT_SEATS"
+    assert error_info(err.value).metadata["seats_remaining"] == "2"
 
 
 def test_the_per_user_cap_counts_earlier_holds(stack, catalog, operator, booking):

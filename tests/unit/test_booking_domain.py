@@ -128,6 +128,9 @@ def test_a_refusal_from_the_database_reads_as_the_rule_it_broke():
 def test_a_best_available_order_is_checked_and_canonical():
     order = best_seats_order(A.upper(), 2, " premium ", "")
     assert order == BestSeatsOrder(A, 2, "premium", None)
+    assert best_seats_order(A, 2, "", " Floor ", seated_only=True) == BestSeatsOrder(
+        A, 2, None, "Floor", seated_only=True
+    )
     for quantity in (0, -1, MAX_TICKETS_PER_ORDER + 1):
         with pytest.raises(InvalidArgument) as err:
             best_seats_order(A, quantity, "", "")
@@ -144,6 +147,7 @@ def test_a_refused_best_available_hold_names_the_field_or_the_seats_left():
         HoldOutcome.QUANTITY_OVER_LIMIT: "quantity",
         HoldOutcome.UNKNOWN_PRICE_TIER: "price_tier",
         HoldOutcome.UNKNOWN_SECTION: "section",
+        HoldOutcome.STANDING_SECTION: "section",
     }
     for outcome, field in fields.items():
         error = best_seats_refused(outcome, order, window, 0, 0)

@@ -66,6 +66,8 @@ export interface Problem {
   code: Code;
   reason: string;
   text: string;
+  // The ErrorInfo's metadata (for example NO_ADJACENT_SEATS' seats_remaining).
+  metadata: Record<string, string>;
 }
 
 export function problem(err: unknown): Problem {
@@ -73,7 +75,7 @@ export function problem(err: unknown): Problem {
   const info = error.findDetails(ErrorInfoSchema)[0];
   const reason = info?.reason ?? Code[error.code];
   const text = (info && REASONS[info.reason as Reason]) ?? CODES[error.code] ?? error.rawMessage;
-  return { code: error.code, reason, text };
+  return { code: error.code, reason, text, metadata: { ...(info?.metadata ?? {}) } };
 }
 
 export function isAborted(err: unknown): boolean {

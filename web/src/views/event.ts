@@ -1,5 +1,6 @@
-// One event: what, where and when, its seats by section, and (for a hot sale) the waiting
-// queue, watched live, that admits the buyer before they may reserve.
+// One event: what, where and when, its seat map (drawn, greyed live from WatchAvailability),
+// a seat list per section for the keyboard and screen readers, "best available", and (for a
+// hot sale) the waiting queue, watched live, that admits the buyer before they may reserve.
 
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { Code } from "@connectrpc/connect";
@@ -14,6 +15,18 @@ import {
 import { QueueEntryState, type QueueEntry } from "../../gen/ticketing/queue/v1/queue_pb";
 import { booking, catalog, isAborted, problem, queue } from "../api";
 import { h, replace } from "../dom";
+import {
+  SeatState,
+  applyChange,
+  applyListing,
+  applyRuns,
+  geometryOf,
+  seatLabel,
+  tierColour,
+  type Geometry,
+  type SectionGeometry,
+} from "../seatmap";
+import { SeatMapView, type Hit } from "../seatmap_view";
 import { eventType, money, wait, when } from "../format";
 import type { Cleanup } from "../main";
 import * as session from "../session";
@@ -42,8 +55,35 @@ export async function renderEvent(root: HTMLElement, eventId: string): Promise<C
     { class: "primary", disabled: true, onclick: () => void hold(), "data-testid": "reserve" },
     "Reserve",
   );
-  const pickedLine = h("span", { "data-testid": "selection" }, "Pick up to ", maxTickets, " seats");
+  const pickedLine = h("span", { "data-testid": "selection", "aria-live": "polite" }, "Pick up to ", maxTickets, " seats");
   const queuePanel = h("section", { class: "queue", "data-testid": "queue-panel" });
+  const seatMap = event.venue?.seatMap;
+  const sections = seatMap?.sections ?? [];
+
+  // The drawing, its seat states (live from WatchAvailability) and what was listed of them.
+  const geometry = geometryOf(seatMap);
+  const placeOf = new Map<string, { section: SectionGeometry; at: number }>();
+  const buttons = new Map<string, HTMLButtonElement>();
+  const listings = new Map<string, Promise<Ticket[]>>();
+  const inFlight = new Map<SectionGeometry, Set<number>>();
+  const live = h("p", { class: "muted live", "data-testid": "live-status", "data-state": "connecting" }, "Connecting to live availability…");
+  let reconnects = 0;
+  let breakStream: () => void = () => undefined;
+  let currentSection = "";
+  const mapView = geometry
+    ? new SeatMapView(
+        geometry,
+        (section, at) => {
+          const ticket = section.tickets[at];
+          return ticket !== undefined && picked.has(ticket.id);
+        },
+        (hit) => void pickOnMap(hit),
+        (hit) => describe(hit.section, hit.at),
+      )
+    : null;
+  if (mapView && geometry) exposeForTests(mapView, geometry);
+
+  const best = bestAvailableForm();
 
   const summary = event.ticketSummary;
   replace(
@@ -88,6 +128,8 @@ export async function renderEvent(root: HTMLElement, eventId: string): Promise<C
         h("p", { class: "muted" }, "On sale from ", when(event.onSaleTime)),
       queued ? queuePanel : null,
       h("h2", {}, "Seats"),
+      best,
+      mapView && [mapView.element, legend(), live],
       tabs,
       seats,
       h("div", { class: "selection" }, pickedLine, reserve),
@@ -95,7 +137,6 @@ export async function renderEvent(root: HTMLElement, eventId: string): Promise<C
     ),
   );
 
-  const sections = event.venue?.seatMap?.sections ?? [];
   if (sections.length > MAX_TABS) {
     // A stadium has dozens of sections: a list to pick from rather than a wall of tabs.
     const pick = h(
@@ -105,7 +146,7 @@ export async function renderEvent(root: HTMLElement, eventId: string): Promise<C
     );
     pick.addEventListener("change", () => {
       const chosen = sections.find((s) => s.name === pick.value);
-      if (chosen) void showSection(chosen);
+      if (chosen) void showSection(chosen, true);
     });
     tabs.append(pick);
   }
@@ -118,7 +159,7 @@ export async function renderEvent(root: HTMLElement, eventId: string): Promise<C
           role: "tab",
           class: "tab",
           "data-section": section.name,
-          onclick: () => void showSection(section),
+          onclick: () => void showSection(section, true),
           "aria-selected": index === 0 ? "true" : "false",
         },
         section.name,
@@ -126,19 +167,28 @@ export async function renderEvent(root: HTMLElement, eventId: string): Promise<C
       ),
     );
   });
-  if (sections[0]) await showSection(sections[0]);
+  if (geometry) void watchSeats();
+  if (sections[0]) await showSection(sections[0], false);
   if (queued) void queueState();
   return () => stop.abort();
 
-  async function showSection(section: Section): Promise<void> {
+  // -- the seat list: every seat of one section, the keyboard's and screen reader's map -----
+
+  async function showSection(section: Section, zoom: boolean): Promise<void> {
+    currentSection = section.name;
     for (const tab of tabs.querySelectorAll<HTMLButtonElement>("button")) {
       tab.setAttribute("aria-selected", String(tab.dataset.section === section.name));
     }
+    const select = tabs.querySelector<HTMLSelectElement>("select");
+    if (select) select.value = section.name;
+    const drawn = geometry?.byName.get(section.name);
+    if (zoom && drawn && mapView) mapView.show(drawn);
     replace(seats, h("p", { class: "muted" }, "Loading seats…"));
     try {
-      const found = await catalog.listTickets({ eventId, section: section.name, pageSize: 5000 });
+      const found = await ticketsOf(section.name);
+      if (currentSection !== section.name) return;
       const rows = new Map<string, Ticket[]>();
-      for (const ticket of found.tickets) {
+      for (const ticket of found) {
         rows.set(ticket.row, [...(rows.get(ticket.row) ?? []), ticket]);
       }
       if (rows.size === 0) {
@@ -146,18 +196,27 @@ export async function renderEvent(root: HTMLElement, eventId: string): Promise<C
         return;
       }
       const byLabel = (a: string, b: string) => a.localeCompare(b, undefined, { numeric: true });
-      replace(
-        seats,
+      buttons.clear();
+      const grid = h(
+        "div",
+        { role: "grid", class: "seat-grid", "aria-label": `Seats in ${section.name}` },
         [...rows]
           .sort(([a], [b]) => byLabel(a, b))
           .map(([row, tickets]) =>
             h(
               "div",
-              { class: "row" },
-              h("span", { class: "row-label" }, row),
-              tickets.sort((a, b) => byLabel(a.seat, b.seat)).map(seat),
+              { class: "row", role: "row" },
+              h("span", { class: "row-label", role: "rowheader" }, row || "Standing"),
+              tickets.sort((a, b) => byLabel(a.seat, b.seat)).map((t) => h("span", { role: "gridcell" }, seat(t))),
             ),
           ),
+      );
+      grid.addEventListener("keydown", (e) => moveFocus(grid, e));
+      const first = grid.querySelector<HTMLButtonElement>('button[data-testid="seat-available"]') ?? grid.querySelector("button");
+      if (first) first.tabIndex = 0;
+      replace(
+        seats,
+        grid,
         h(
           "p",
           { class: "legend muted" },
@@ -175,28 +234,365 @@ export async function renderEvent(root: HTMLElement, eventId: string): Promise<C
   }
 
   function seat(ticket: Ticket): HTMLElement {
-    const free = ticket.status === TicketStatus.AVAILABLE;
     const button = h(
       "button",
       {
-        class: `seat ${free ? "available" : "taken"}${picked.has(ticket.id) ? " picked" : ""}`,
-        title: `${ticket.section} · row ${ticket.row} · seat ${ticket.seat} · ${money(ticket.price)}`,
-        disabled: !free,
-        "data-testid": free ? "seat-available" : "seat-taken",
+        type: "button",
+        tabindex: -1,
         "data-ticket": ticket.id,
+        "aria-label": labelOf(ticket),
+        title: `${labelOf(ticket, false)} · ${money(ticket.price)}`,
       },
-      ticket.seat,
+      ticket.seat || String((placeOf.get(ticket.id)?.at ?? 0) + 1),
     );
-    button.addEventListener("click", () => {
-      if (picked.has(ticket.id)) {
-        picked.delete(ticket.id);
-      } else if (picked.size < maxTickets) {
-        picked.set(ticket.id, ticket);
+    buttons.set(ticket.id, button);
+    paint(button, ticket);
+    button.addEventListener("click", () => toggle(ticket));
+    button.addEventListener("focus", () => {
+      const place = placeOf.get(ticket.id);
+      if (place) mapView?.setFocus(place);
+      for (const other of button.closest('[role="grid"]')?.querySelectorAll<HTMLButtonElement>("button") ?? []) {
+        other.tabIndex = other === button ? 0 : -1;
       }
-      button.classList.toggle("picked", picked.has(ticket.id));
-      updateSelection();
     });
     return button;
+  }
+
+  function paint(button: HTMLButtonElement, ticket: Ticket): void {
+    const free = ticket.status === TicketStatus.AVAILABLE;
+    const mine = picked.has(ticket.id);
+    button.className = `seat ${free || mine ? "available" : "taken"}${mine ? " picked" : ""}`;
+    button.dataset.testid = free ? "seat-available" : "seat-taken";
+    button.dataset.state = free ? "available" : "taken";
+    button.setAttribute("aria-pressed", String(mine));
+    if (free) button.removeAttribute("aria-disabled");
+    else button.setAttribute("aria-disabled", "true");
+  }
+
+  // Arrow keys move along a row and between rows, Home and End to a row's ends.
+  function moveFocus(grid: HTMLElement, e: KeyboardEvent): void {
+    const rows = [...grid.querySelectorAll<HTMLElement>('[role="row"]')].map((r) => [...r.querySelectorAll("button")]);
+    const current = document.activeElement;
+    const r = rows.findIndex((row) => row.includes(current as HTMLButtonElement));
+    if (r < 0) return;
+    const c = rows[r].indexOf(current as HTMLButtonElement);
+    let next: HTMLButtonElement | undefined;
+    if (e.key === "ArrowRight") next = rows[r][c + 1];
+    else if (e.key === "ArrowLeft") next = rows[r][c - 1];
+    else if (e.key === "ArrowDown") next = rows[r + 1]?.[Math.min(c, rows[r + 1].length - 1)];
+    else if (e.key === "ArrowUp") next = rows[r - 1]?.[Math.min(c, rows[r - 1].length - 1)];
+    else if (e.key === "Home") next = rows[r][0];
+    else if (e.key === "End") next = rows[r][rows[r].length - 1];
+    else return;
+    e.preventDefault();
+    next?.focus();
+  }
+
+  // Select or drop a seat; a seat someone else holds or bought is refused, and said so.
+  function toggle(ticket: Ticket): void {
+    notice.textContent = "";
+    if (picked.has(ticket.id)) {
+      picked.delete(ticket.id);
+    } else if (ticket.status !== TicketStatus.AVAILABLE) {
+      notice.textContent = `${labelOf(ticket, false)} is held or sold: pick another seat.`;
+      return;
+    } else if (picked.size >= maxTickets) {
+      notice.textContent = `You can pick up to ${maxTickets} seats.`;
+      return;
+    } else {
+      picked.set(ticket.id, ticket);
+    }
+    const button = buttons.get(ticket.id);
+    if (button) paint(button, ticket);
+    mapView?.redraw();
+    updateSelection();
+  }
+
+  function labelOf(ticket: Ticket, withPrice = true): string {
+    const price = withPrice ? money(ticket.price) : "";
+    const place = placeOf.get(ticket.id);
+    if (place) return seatLabel(place.section, place.at, price);
+    const where = ticket.row ? `${ticket.section}, row ${ticket.row}, seat ${ticket.seat}` : `${ticket.section}, standing place ${ticket.seat}`;
+    return price ? `${where}, ${price}` : where;
+  }
+
+  function describe(section: SectionGeometry, at: number): string {
+    if (at < 0) {
+      const free = section.total ? `${section.available} of ${section.total} available` : "not on sale";
+      return section.standing
+        ? `${section.name}: standing, ${section.standing} places (${free})`
+        : `${section.name} (${section.tier}): ${free}`;
+    }
+    const ticket = section.tickets[at];
+    const state = section.state[at];
+    const what = state === SeatState.AVAILABLE ? "" : state === SeatState.NONE ? " (not on sale)" : " (held or sold)";
+    return `${seatLabel(section, at, ticket ? money(ticket.price) : "")}${what}`;
+  }
+
+  // -- tickets and live availability --------------------------------------------------------
+
+  // A section's tickets (all pages), kept for the page; on the map, they say which seats are
+  // on sale, their ids and prices.
+  function ticketsOf(name: string, fresh = false): Promise<Ticket[]> {
+    if (fresh) listings.delete(name);
+    let listing = listings.get(name);
+    if (!listing) {
+      listing = listAll(name);
+      listings.set(name, listing);
+      listing.catch(() => listings.delete(name));
+    }
+    return listing;
+  }
+
+  async function listAll(name: string): Promise<Ticket[]> {
+    const drawn = geometry?.byName.get(name);
+    const fresher = new Set<number>();
+    if (drawn) inFlight.set(drawn, fresher);
+    try {
+      const all: Ticket[] = [];
+      let pageToken = "";
+      do {
+        const page = await catalog.listTickets({ eventId, section: name, pageSize: 5000, pageToken }, { signal: stop.signal });
+        all.push(...page.tickets);
+        pageToken = page.nextPageToken;
+      } while (pageToken);
+      if (drawn) {
+        applyListing(drawn, all, fresher);
+        for (const [id, at] of drawn.byTicket) placeOf.set(id, { section: drawn, at });
+        mapView?.redraw();
+        return drawn.tickets.filter((t): t is Ticket => t !== undefined);
+      }
+      return all;
+    } finally {
+      if (drawn) inFlight.delete(drawn);
+    }
+  }
+
+  async function watchSeats(): Promise<void> {
+    let delay = 500;
+    while (!stop.signal.aborted) {
+      const attempt = new AbortController();
+      const cut = () => attempt.abort();
+      stop.signal.addEventListener("abort", cut);
+      breakStream = cut;
+      try {
+        for await (const update of catalog.watchAvailability({ eventId }, { signal: attempt.signal })) {
+          if (update.snapshot) {
+            for (const s of update.snapshot.sections) {
+              const drawn = geometry?.byName.get(s.section);
+              // Seats the snapshot cannot place (a partly ticketed section not listed yet, or
+              // standing places) are listed; a standing section afresh at every snapshot.
+              if (drawn && !applyRuns(drawn, s.runs) && s.runs.length) {
+                void ticketsOf(s.section, drawn.standing > 0).then(() => mapView?.redraw(), () => undefined);
+              }
+            }
+          }
+          if (live.dataset.state !== "live") {
+            live.dataset.state = "live";
+            live.textContent = "Live: seats grey out as others take them.";
+            delay = 500;
+          }
+          for (const change of update.changes) seatChanged(change.ticketId, change.section, change.row, change.seat, change.status);
+          live.dataset.updates = String(Number(live.dataset.updates ?? 0) + 1);
+          mapView?.redraw();
+        }
+      } catch (err) {
+        if (stop.signal.aborted) return;
+        if (!isAborted(err)) live.title = problem(err).text;
+      } finally {
+        stop.signal.removeEventListener("abort", cut);
+      }
+      if (stop.signal.aborted) return;
+      // The stream broke (or the server ended it): the next one starts with a fresh snapshot.
+      reconnects += 1;
+      live.dataset.state = "reconnecting";
+      live.dataset.reconnects = String(reconnects);
+      live.textContent = "Live availability lost: reconnecting…";
+      await new Promise((done) => setTimeout(done, delay));
+      delay = Math.min(delay * 2, 5000);
+    }
+  }
+
+  function seatChanged(ticketId: string, sectionName: string, row: string, seatName: string, status: TicketStatus): void {
+    const drawn = geometry?.byName.get(sectionName);
+    if (drawn) {
+      const at = applyChange(drawn, ticketId, row, seatName, status);
+      if (at >= 0) inFlight.get(drawn)?.add(at);
+    }
+    const button = buttons.get(ticketId);
+    const ticket = picked.get(ticketId) ?? (drawn && placeOf.get(ticketId) ? drawn.tickets[placeOf.get(ticketId)!.at] : undefined);
+    if (ticket) ticket.status = status;
+    if (picked.has(ticketId) && status !== TicketStatus.AVAILABLE) {
+      const taken = picked.get(ticketId)!;
+      picked.delete(ticketId);
+      notice.textContent = `${labelOf(taken, false)} was just taken by someone else.`;
+      updateSelection();
+    }
+    if (button && ticket) paint(button, ticket);
+    else if (button) {
+      button.dataset.testid = status === TicketStatus.AVAILABLE ? "seat-available" : "seat-taken";
+      button.dataset.state = status === TicketStatus.AVAILABLE ? "available" : "taken";
+    }
+  }
+
+  async function pickOnMap(hit: Hit): Promise<void> {
+    const { section, at } = hit;
+    if (at < 0) {
+      if (section.standing) {
+        best.querySelector<HTMLSelectElement>('[data-testid="best-section"]')!.value = section.name;
+        best.querySelector<HTMLInputElement>('[data-testid="best-quantity"]')!.focus();
+        notice.textContent = "";
+        pickedLine.textContent = `${section.name} is standing: choose how many places, then "Find best seats".`;
+      } else {
+        const chosen = sections.find((s) => s.name === section.name);
+        if (chosen) void showSection(chosen, false);
+      }
+      return;
+    }
+    if (!section.tickets[at] && section.total > 0) {
+      try {
+        await ticketsOf(section.name);
+      } catch (err) {
+        notice.textContent = problem(err).text;
+        return;
+      }
+    }
+    const ticket = section.tickets[at];
+    if (!ticket) {
+      notice.textContent = `${seatLabel(section, at, "")} is not on sale for this event.`;
+      return;
+    }
+    toggle(ticket);
+  }
+
+  function legend(): HTMLElement {
+    if (!geometry) return h("p", {});
+    return h(
+      "p",
+      { class: "map-legend muted", "data-testid": "map-legend" },
+      geometry.tiers.flatMap((tier) => [swatch(tierColour(geometry, tier)), ` ${tier} `]),
+      swatch("#a3a8b3"),
+      " held or sold ",
+      swatch("#111827"),
+      " yours · scroll or use + and − to zoom, drag to move",
+    );
+  }
+
+  // Colours are set through the CSSOM: the page's CSP refuses inline style attributes.
+  function swatch(colour: string): HTMLElement {
+    const box = h("span", { class: "swatch" }, "");
+    box.style.backgroundColor = colour;
+    return box;
+  }
+
+  // -- best available ---------------------------------------------------------------------
+
+  function bestAvailableForm(): HTMLFormElement {
+    const tiers = [...new Set(sections.map((s) => s.priceTier))];
+    const quantity = h("input", { type: "number", min: 1, max: maxTickets, value: 2, required: true, "data-testid": "best-quantity" });
+    const tier = h("select", { "data-testid": "best-tier" }, h("option", { value: "" }, "Any price"), tiers.map((t) => h("option", { value: t }, t)));
+    const section = h("select", { "data-testid": "best-section" }, h("option", { value: "" }, "Best section"), sections.map((s) => h("option", { value: s.name }, s.name)));
+    const seatedOnly = h("input", { type: "checkbox", "data-testid": "best-seated-only" });
+    const hasStanding = sections.some((s) => s.standingCapacity > 0);
+    const answer = h("p", { class: "error", role: "alert", "data-testid": "best-error" });
+    const form = h(
+      "form",
+      { class: "best", "data-testid": "best-form", "aria-label": "Best available seats" },
+      h("label", {}, "Seats ", quantity),
+      h("label", {}, "Price ", tier),
+      h("label", {}, "Section ", section),
+      hasStanding && h("label", { class: "check" }, seatedOnly, " Seats only (no standing)"),
+      h("button", { class: "primary", type: "submit", "data-testid": "best-available" }, "Find best seats"),
+      answer,
+    );
+    form.addEventListener("submit", (e) => {
+      e.preventDefault();
+      void reserveBest(Number(quantity.value), tier.value, section.value, seatedOnly.checked, answer, form);
+    });
+    return form;
+  }
+
+  async function reserveBest(
+    quantity: number,
+    priceTier: string,
+    section: string,
+    seatedOnly: boolean,
+    answer: HTMLElement,
+    form: HTMLFormElement,
+  ): Promise<void> {
+    answer.textContent = "";
+    if (!session.current()) {
+      answer.textContent = "Please sign in to reserve seats.";
+      return;
+    }
+    const pass = state.admission(eventId);
+    if (queued && !pass) {
+      answer.textContent = "This sale uses a waiting queue: join it and wait for your turn first.";
+      return;
+    }
+    const submit = form.querySelector("button")!;
+    submit.disabled = true;
+    try {
+      const reservation = await booking.reserveBestAvailable({
+        eventId,
+        quantity,
+        priceTier,
+        section,
+        seatedOnly,
+        requestId: crypto.randomUUID(),
+        admissionToken: pass?.token ?? "",
+      });
+      const labels: Record<string, string> = {};
+      for (const id of reservation.ticketIds) {
+        const place = placeOf.get(id);
+        if (place) labels[id] = seatLabel(place.section, place.at, "").replaceAll(", ", " · ");
+      }
+      state.setHold({ reservation, eventName: event.name, labels });
+      window.location.hash = "#/checkout";
+    } catch (err) {
+      const found = problem(err);
+      if (found.reason === "NO_ADJACENT_SEATS") {
+        const left = Number(found.metadata.seats_remaining ?? 0);
+        answer.textContent =
+          `No ${quantity} seats side by side are left${priceTier ? ` at ${priceTier} price` : ""}${section ? ` in ${section}` : ""}; ` +
+          `${left} single seat${left === 1 ? "" : "s"} remain${left === 1 ? "s" : ""}. Try fewer seats, or pick seats on the map.`;
+        answer.dataset.seatsRemaining = String(left);
+      } else {
+        answer.textContent = found.text;
+      }
+      answer.dataset.reason = found.reason;
+      submit.disabled = false;
+    }
+  }
+
+  // For the browser tests and for measuring: where a ticket's seat is drawn, its state, and
+  // the draw times (window.ticketingSeatMap).
+  function exposeForTests(view: SeatMapView, drawn: Geometry): void {
+    (window as unknown as { ticketingSeatMap: unknown }).ticketingSeatMap = {
+      seats: drawn.seatCount,
+      sections: drawn.sections.length,
+      timings: view.timings,
+      draw: (allSeats: boolean) => view.draw(allSeats),
+      zoomBy: (factor: number) => view.zoomBy(factor),
+      show: (name: string) => {
+        const s = drawn.byName.get(name);
+        if (s) view.show(s);
+      },
+      point: (ticketId: string) => {
+        const place = placeOf.get(ticketId);
+        if (!place) return null;
+        view.show(place.section);
+        view.draw();
+        return view.clientPoint(place.section, place.at);
+      },
+      state: (ticketId: string) => {
+        const place = placeOf.get(ticketId);
+        return place ? SeatState[place.section.state[place.at]] : null;
+      },
+      picked: () => [...picked.keys()],
+      breakStream: () => breakStream(),
+      reconnects: () => reconnects,
+    };
   }
 
   function updateSelection(): void {
