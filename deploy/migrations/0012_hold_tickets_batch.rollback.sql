@@ -1,0 +1,1 @@
+DROP FUNCTION hold_tickets_batch(text[], integer[], uuid[], interval, uuid[]);
