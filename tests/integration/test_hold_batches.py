@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import random
+import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -32,6 +33,8 @@ pytestmark = pytest.mark.integration
 CAP = 3
 SEATS = 60
 HOLD = dt.timedelta(minutes=10)
+# This run's buyers, seen by no other test (the stack is shared by the session).
+PEOPLE = f"batches-{uuid.uuid4().hex[:8]}"
 # The copies' schema; dropped at the end of the module.
 COPIES = "hold_batch_copies"
 LOCK = "\n         FOR UPDATE SKIP LOCKED\n    ) c;"
@@ -148,12 +151,10 @@ def orders_for(tickets: list[str], rng: random.Random, n: int) -> list[tuple[str
     buyers of their own (their batches race freely for the seats), one in four from one of five
     hoarders, who send many (a batch often holds two of one hoarder's, so the cap is tried)."""
 
-    def buyer() -> str:
-        return (
-            f"hoarder-{rng.randrange(5)}"
-            if rng.random() < 0.25
-            else f"buyer-{rng.randrange(10**6)}"
-        )
+    def buyer() -> str:  # names of this module only: other modules count their users' holds
+        if rng.random() < 0.25:
+            return f"{PEOPLE}-hoarder-{rng.randrange(5)}"
+        return f"{PEOPLE}-buyer-{rng.randrange(10**6)}"
 
     return [(buyer(), rng.sample(tickets, rng.choice((1, 1, 2)))) for _ in range(n)]
 
@@ -295,10 +296,10 @@ def test_a_batch_with_bad_orders_still_answers_the_others(stack, catalog, operat
             await pool.wait(timeout=30)
             repo = BookingRepository(pool)
             return await asyncio.gather(
-                repo.hold_tickets("good-1", [tickets[0]], HOLD, None),
-                repo.hold_tickets("missing", [missing], HOLD, None),
-                repo.hold_tickets("malformed", ["not-a-uuid"], HOLD, None),
-                repo.hold_tickets("good-2", [tickets[1], tickets[2]], HOLD, None),
+                repo.hold_tickets(f"{PEOPLE}-good-1", [tickets[0]], HOLD, None),
+                repo.hold_tickets(f"{PEOPLE}-missing", [missing], HOLD, None),
+                repo.hold_tickets(f"{PEOPLE}-malformed", ["not-a-uuid"], HOLD, None),
+                repo.hold_tickets(f"{PEOPLE}-good-2", [tickets[1], tickets[2]], HOLD, None),
                 return_exceptions=True,
             )
         finally:
