@@ -12,7 +12,9 @@ Postgres still decides every order on its own: ``hold_tickets_batch`` (migration
 ``hold_tickets`` once per order inside the statement, with the order's user lock, checks and
 conditional update, and returns each order's own answer. Should the batch statement fail as a
 whole for a reason that is not the database being unreachable or too busy, each of its orders
-is retried on its own, so one order's error never becomes another buyer's.
+is retried on its own, so one order's error never becomes another buyer's. "Best available"
+orders are batched the same way (``hold_best_available_batch``, one ``hold_best_available``
+per order).
 """
 
 from __future__ import annotations
@@ -20,40 +22,48 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, Generic, TypeVar
 
-from booking_svc.domain import HoldDecision
+from booking_svc.domain import BestDecision, BestSeatsOrder, HoldDecision
 from ticketing_common.errors import Unavailable
 
 # One order: (user, ticket ids, hold duration, admitted event).
 Order = tuple[str, Sequence[str], dt.timedelta, str | None]
-# Runs one order as its own statement (``hold_tickets``).
-RunOne = Callable[[Order], Awaitable[HoldDecision]]
-# Runs orders of one hold duration as one statement; the decisions in the orders' order.
-RunMany = Callable[[Sequence[Order]], Awaitable[list[HoldDecision]]]
+# One "best available" order: (user, what is asked, hold duration, admitted event).
+BestOrder = tuple[str, BestSeatsOrder, dt.timedelta, str | None]
+
+OrderT = TypeVar("OrderT", Order, BestOrder)
+DecisionT = TypeVar("DecisionT", HoldDecision, BestDecision)
 
 
-class HoldBatcher:
+class HoldBatcher(Generic[OrderT, DecisionT]):
     """One statement in flight per process by default: measured with bench/booking_holds.py on
     two cores, two in flight made batches of one or two holds (each its own round trip and
     commit again) and cost more CPU per hold than it saved in waiting."""
 
     def __init__(
-        self, run_one: RunOne, run_many: RunMany, *, max_batch: int = 64, max_inflight: int = 1
+        self,
+        run_one: Callable[[OrderT], Awaitable[DecisionT]],
+        run_many: Callable[[Sequence[OrderT]], Awaitable[list[DecisionT]]],
+        *,
+        max_batch: int = 64,
+        max_inflight: int = 1,
     ) -> None:
-        self._run_one = run_one
-        self._run_many = run_many
+        """``run_one`` runs one order as its own statement; ``run_many`` orders of one hold
+        duration as one statement, answering in the orders' order."""
+        self._run_one: Callable[[OrderT], Awaitable[DecisionT]] = run_one
+        self._run_many: Callable[[Sequence[OrderT]], Awaitable[list[DecisionT]]] = run_many
         self._max_batch = max_batch
         self._max_inflight = max_inflight
-        self._waiting: list[tuple[Order, asyncio.Future[HoldDecision]]] = []
+        self._waiting: list[tuple[OrderT, asyncio.Future[DecisionT]]] = []
         self._inflight = 0
         self._drains: set[asyncio.Task[None]] = set()
         # Batch sizes sent, for the benchmark's and the tests' view of what happened.
         self.batches = 0
         self.orders = 0
 
-    async def hold(self, order: Order) -> HoldDecision:
-        future: asyncio.Future[HoldDecision] = asyncio.get_running_loop().create_future()
+    async def hold(self, order: OrderT) -> DecisionT:
+        future: asyncio.Future[DecisionT] = asyncio.get_running_loop().create_future()
         self._waiting.append((order, future))
         if self._inflight < self._max_inflight:
             self._inflight += 1
@@ -75,7 +85,7 @@ class HoldBatcher:
         finally:
             self._inflight -= 1
 
-    async def _send(self, batch: list[tuple[Order, asyncio.Future[HoldDecision]]]) -> None:
+    async def _send(self, batch: list[tuple[OrderT, asyncio.Future[DecisionT]]]) -> None:
         self.batches += 1
         self.orders += len(batch)
         if len(batch) == 1:

@@ -21,7 +21,7 @@ import psycopg
 from psycopg import AsyncConnection, errors
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from booking_svc.adapters.hold_batch import HoldBatcher, Order
+from booking_svc.adapters.hold_batch import BestOrder, HoldBatcher, Order
 from booking_svc.domain import (
     BestDecision,
     BestSeatsOrder,
@@ -116,6 +116,28 @@ def _best_params(
         order.section,
         duration,
         admitted_event,
+    )
+
+
+# Many "best available" orders in one statement (migration 0012), as _HOLD_BATCH.
+_HOLD_BEST_BATCH = """
+    SELECT req, outcome, event_id::text, on_sale_time, start_time, queue_enabled,
+           max_tickets_per_user, already, held_ids::text[], held_prices, held_currencies,
+           held_expire_times, seats_remaining
+    FROM hold_best_available_batch(%s::text[], %s::uuid[], %s::integer[], %s::text[],
+                                   %s::text[], %s, %s::uuid[])
+"""
+
+
+def _best_batch_params(orders: Sequence[BestOrder]) -> tuple[Any, ...]:
+    return (
+        [user for user, _, _, _ in orders],
+        [order.event_id for _, order, _, _ in orders],
+        [order.quantity for _, order, _, _ in orders],
+        [order.price_tier for _, order, _, _ in orders],
+        [order.section for _, order, _, _ in orders],
+        orders[0][2],
+        [admitted for _, _, _, admitted in orders],
     )
 
 
@@ -222,7 +244,12 @@ class BookingRepository:
     def __init__(self, pool: AsyncConnectionPool, *, group_commit: bool = True) -> None:
         self._pool = pool
         self._group_commit = group_commit
-        self.batcher = HoldBatcher(self._hold_one, self._hold_many)
+        self.batcher: HoldBatcher[Order, HoldDecision] = HoldBatcher(
+            self._hold_one, self._hold_many
+        )
+        self.best_batcher: HoldBatcher[BestOrder, BestDecision] = HoldBatcher(
+            self._best_one, self._best_many
+        )
 
     @asynccontextmanager
     async def transaction(self, *, pipelined: bool = False) -> AsyncIterator[BookingTx]:
@@ -282,9 +309,22 @@ class BookingRepository:
         duration: dt.timedelta,
         admitted_event: str | None,
     ) -> BestDecision:
-        """A "best available" hold as one statement in its own transaction, one round trip."""
-        params = _best_params(user_id, order, duration, admitted_event)
-        return _best_decision(await self._one_statement(_HOLD_BEST, params))
+        """A "best available" hold as one statement in its own transaction, one round trip;
+        with group commit, concurrent ones share the statement."""
+        best = (user_id, order, duration, admitted_event)
+        if self._group_commit:
+            return await self.best_batcher.hold(best)
+        return await self._best_one(best)
+
+    async def _best_one(self, best: BestOrder) -> BestDecision:
+        return _best_decision(await self._one_statement(_HOLD_BEST, _best_params(*best)))
+
+    async def _best_many(self, orders: Sequence[BestOrder]) -> list[BestDecision]:
+        rows = await self._one_statement(
+            _HOLD_BEST_BATCH, _best_batch_params(orders), every_row=True
+        )
+        by_order = {int(row[0]): _best_decision(row[1:]) for row in rows}
+        return [by_order[i + 1] for i in range(len(orders))]
 
     async def bookings_of(
         self, user_id: str, before: tuple[str, str] | None, limit: int
