@@ -19,6 +19,8 @@ from collections.abc import Sequence
 import redis.asyncio as redis
 from redis.exceptions import RedisError
 
+from booking_svc.adapters.redis_batch import RedisBatch
+
 log = logging.getLogger("booking.holds")
 
 # Takes every lock or none: a seat locked by someone else fails the whole order. The caller's
@@ -67,12 +69,16 @@ def lock_key(ticket_id: str) -> str:
 
 
 class HoldLocks:
+    """The scripts go through ``RedisBatch``: the locks of concurrent reservations are taken
+    and extended in shared round trips (EVAL: Redis keeps the compiled script by its digest)."""
+
     def __init__(self, client: redis.Redis | None, ttl_ms: int) -> None:
-        self._client = client
+        self._batch = RedisBatch(client) if client is not None else None
         self._ttl_ms = ttl_ms
-        self._take = client.register_script(_TAKE) if client is not None else None
-        self._extend = client.register_script(_EXTEND) if client is not None else None
-        self._release = client.register_script(_RELEASE) if client is not None else None
+
+    async def _eval(self, script: str, keys: list[str], *args: object) -> int:
+        assert self._batch is not None
+        return int(await self._batch.call("EVAL", script, len(keys), *keys, *args))
 
     async def take(
         self, user_id: str, ticket_ids: Sequence[str], *, held: bool = False
@@ -80,13 +86,11 @@ class HoldLocks:
         """None if the user now holds every lock (or Redis could not tell); else the id of a
         seat someone else holds. Taken for PENDING_MS, or for the hold's duration when the
         seats are ``held`` in Postgres already."""
-        if self._take is None:
+        if self._batch is None:
             return None
         ttl = self._ttl_ms if held else min(PENDING_MS, self._ttl_ms)
         try:
-            blocked = int(
-                await self._take(keys=[lock_key(t) for t in ticket_ids], args=[user_id, ttl])
-            )
+            blocked = await self._eval(_TAKE, [lock_key(t) for t in ticket_ids], user_id, ttl)
         except RedisError as exc:
             log.warning("hold locks unavailable, Postgres alone decides: %s", exc)
             return None
@@ -94,17 +98,17 @@ class HoldLocks:
 
     async def extend(self, user_id: str, ticket_ids: Sequence[str]) -> None:
         """The seats are held in Postgres: the user's locks last as long as the hold."""
-        if self._extend is None or not ticket_ids:
+        if self._batch is None or not ticket_ids:
             return
         try:
-            await self._extend(keys=[lock_key(t) for t in ticket_ids], args=[user_id, self._ttl_ms])
+            await self._eval(_EXTEND, [lock_key(t) for t in ticket_ids], user_id, self._ttl_ms)
         except RedisError as exc:
             log.warning("could not extend %d hold lock(s): %s", len(ticket_ids), exc)
 
     async def release(self, user_id: str, ticket_ids: Sequence[str]) -> None:
-        if self._release is None or not ticket_ids:
+        if self._batch is None or not ticket_ids:
             return
         try:
-            await self._release(keys=[lock_key(t) for t in ticket_ids], args=[user_id])
+            await self._eval(_RELEASE, [lock_key(t) for t in ticket_ids], user_id)
         except RedisError as exc:
             log.warning("could not release %d hold lock(s): %s", len(ticket_ids), exc)

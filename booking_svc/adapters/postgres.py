@@ -21,6 +21,7 @@ import psycopg
 from psycopg import AsyncConnection, errors
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from booking_svc.adapters.hold_batch import BestOrder, HoldBatcher, Order
 from booking_svc.domain import (
     BestDecision,
     BestSeatsOrder,
@@ -80,6 +81,31 @@ _HOLD_BEST = """
 """
 
 
+# Many single-seat orders in one statement (group commit, migration 0012): each order decided by
+# hold_tickets on its own, each answer tagged with the order's index (1-based).
+_HOLD_BATCH = """
+    SELECT req, outcome, event_id::text, on_sale_time, start_time, queue_enabled,
+           max_tickets_per_user, already, held_ids::text[], held_prices, held_currencies,
+           held_expire_times
+    FROM hold_tickets_batch(%s::text[], %s::integer[], %s::uuid[], %s, %s::uuid[])
+"""
+
+
+def _batch_params(orders: Sequence[Order]) -> tuple[Any, ...]:
+    return (
+        [user for user, _, _, _ in orders],
+        [len(ids) for _, ids, _, _ in orders],
+        [ticket for _, ids, _, _ in orders for ticket in ids],
+        orders[0][2],
+        [admitted for _, _, _, admitted in orders],
+    )
+
+
+def _batch_decisions(orders: Sequence[Order], rows: Sequence[Sequence[Any]]) -> list[HoldDecision]:
+    by_order = {int(row[0]): _decision(row[1:]) for row in rows}
+    return [by_order[i + 1] for i in range(len(orders))]
+
+
 def _best_params(
     user_id: str, order: BestSeatsOrder, duration: dt.timedelta, admitted_event: str | None
 ) -> tuple[Any, ...]:
@@ -92,6 +118,28 @@ def _best_params(
         duration,
         admitted_event,
         order.seated_only,
+    )
+
+
+# Many "best available" orders in one statement (migration 0012), as _HOLD_BATCH.
+_HOLD_BEST_BATCH = """
+    SELECT req, outcome, event_id::text, on_sale_time, start_time, queue_enabled,
+           max_tickets_per_user, already, held_ids::text[], held_prices, held_currencies,
+           held_expire_times, seats_remaining
+    FROM hold_best_available_batch(%s::text[], %s::uuid[], %s::integer[], %s::text[],
+                                   %s::text[], %s, %s::uuid[])
+"""
+
+
+def _best_batch_params(orders: Sequence[BestOrder]) -> tuple[Any, ...]:
+    return (
+        [user for user, _, _, _ in orders],
+        [order.event_id for _, order, _, _ in orders],
+        [order.quantity for _, order, _, _ in orders],
+        [order.price_tier for _, order, _, _ in orders],
+        [order.section for _, order, _, _ in orders],
+        orders[0][2],
+        [admitted for _, _, _, admitted in orders],
     )
 
 
@@ -195,8 +243,15 @@ def _unavailable_when_down() -> Iterator[None]:
 
 
 class BookingRepository:
-    def __init__(self, pool: AsyncConnectionPool) -> None:
+    def __init__(self, pool: AsyncConnectionPool, *, group_commit: bool = True) -> None:
         self._pool = pool
+        self._group_commit = group_commit
+        self.batcher: HoldBatcher[Order, HoldDecision] = HoldBatcher(
+            self._hold_one, self._hold_many
+        )
+        self.best_batcher: HoldBatcher[BestOrder, BestDecision] = HoldBatcher(
+            self._best_one, self._best_many
+        )
 
     @asynccontextmanager
     async def transaction(self, *, pipelined: bool = False) -> AsyncIterator[BookingTx]:
@@ -222,19 +277,30 @@ class BookingRepository:
         duration: dt.timedelta,
         admitted_event: str | None,
     ) -> HoldDecision:
-        """A hold as one statement in its own transaction, one round trip."""
-        params = _hold_params(user_id, ticket_ids, duration, admitted_event)
-        return _decision(await self._one_statement(_HOLD_TICKETS, params))
+        """A hold as one statement in its own transaction, one round trip; with group commit,
+        concurrent holds share the statement (``adapters/hold_batch.py``)."""
+        order = (user_id, ticket_ids, duration, admitted_event)
+        if self._group_commit:
+            return await self.batcher.hold(order)
+        return await self._hold_one(order)
 
-    async def _one_statement(self, query: Any, params: Any) -> Any:
-        """The first row of one statement run in its own transaction (autocommit: no BEGIN, no
-        COMMIT). The pool's connections are put back as they were lent."""
+    async def _hold_one(self, order: Order) -> HoldDecision:
+        return _decision(await self._one_statement(_HOLD_TICKETS, _hold_params(*order)))
+
+    async def _hold_many(self, orders: Sequence[Order]) -> list[HoldDecision]:
+        rows = await self._one_statement(_HOLD_BATCH, _batch_params(orders), every_row=True)
+        return _batch_decisions(orders, rows)
+
+    async def _one_statement(self, query: Any, params: Any, *, every_row: bool = False) -> Any:
+        """The first row (or ``every_row``) of one statement run in its own transaction
+        (autocommit: no BEGIN, no COMMIT). The pool's connections are put back as they were
+        lent."""
         with _unavailable_when_down():
             async with self._pool.connection() as conn:
                 await conn.set_autocommit(True)
                 try:
                     cur = await conn.execute(query, params)
-                    return await cur.fetchone()
+                    return await (cur.fetchall() if every_row else cur.fetchone())
                 finally:
                     await conn.set_autocommit(False)
 
@@ -245,9 +311,22 @@ class BookingRepository:
         duration: dt.timedelta,
         admitted_event: str | None,
     ) -> BestDecision:
-        """A "best available" hold as one statement in its own transaction, one round trip."""
-        params = _best_params(user_id, order, duration, admitted_event)
-        return _best_decision(await self._one_statement(_HOLD_BEST, params))
+        """A "best available" hold as one statement in its own transaction, one round trip;
+        with group commit, concurrent ones share the statement."""
+        best = (user_id, order, duration, admitted_event)
+        if self._group_commit:
+            return await self.best_batcher.hold(best)
+        return await self._best_one(best)
+
+    async def _best_one(self, best: BestOrder) -> BestDecision:
+        return _best_decision(await self._one_statement(_HOLD_BEST, _best_params(*best)))
+
+    async def _best_many(self, orders: Sequence[BestOrder]) -> list[BestDecision]:
+        rows = await self._one_statement(
+            _HOLD_BEST_BATCH, _best_batch_params(orders), every_row=True
+        )
+        by_order = {int(row[0]): _best_decision(row[1:]) for row in rows}
+        return [by_order[i + 1] for i in range(len(orders))]
 
     async def bookings_of(
         self, user_id: str, before: tuple[str, str] | None, limit: int
