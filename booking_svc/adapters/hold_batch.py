@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Generic, TypeVar
 
@@ -31,6 +32,8 @@ from ticketing_common.errors import Unavailable
 Order = tuple[str, Sequence[str], dt.timedelta, str | None]
 # One "best available" order: (user, what is asked, hold duration, admitted event).
 BestOrder = tuple[str, BestSeatsOrder, dt.timedelta, str | None]
+
+log = logging.getLogger(__name__)
 
 OrderT = TypeVar("OrderT", Order, BestOrder)
 DecisionT = TypeVar("DecisionT", HoldDecision, BestDecision)
@@ -61,6 +64,9 @@ class HoldBatcher(Generic[OrderT, DecisionT]):
         # Batch sizes sent, for the benchmark's and the tests' view of what happened.
         self.batches = 0
         self.orders = 0
+        # Batch statements that failed as a whole and were retried order by order: each one is
+        # logged, since a batch function that always fails would otherwise only cost speed.
+        self.fallbacks = 0
 
     async def hold(self, order: OrderT) -> DecisionT:
         future: asyncio.Future[DecisionT] = asyncio.get_running_loop().create_future()
@@ -99,6 +105,12 @@ class HoldBatcher(Generic[OrderT, DecisionT]):
                     future.set_exception(exc)
             return
         except Exception:
+            self.fallbacks += 1
+            log.warning(
+                "a batch of %d holds failed as a whole; each is retried on its own",
+                len(batch),
+                exc_info=True,
+            )
             await asyncio.gather(*(_settle(f, self._run_one(o)) for o, f in batch))
             return
         for (_, future), decision in zip(batch, decisions, strict=True):

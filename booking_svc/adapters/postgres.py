@@ -121,13 +121,13 @@ def _best_params(
     )
 
 
-# Many "best available" orders in one statement (migration 0012), as _HOLD_BATCH.
+# Many "best available" orders in one statement (migrations 0012, 0015), as _HOLD_BATCH.
 _HOLD_BEST_BATCH = """
     SELECT req, outcome, event_id::text, on_sale_time, start_time, queue_enabled,
            max_tickets_per_user, already, held_ids::text[], held_prices, held_currencies,
            held_expire_times, seats_remaining
     FROM hold_best_available_batch(%s::text[], %s::uuid[], %s::integer[], %s::text[],
-                                   %s::text[], %s, %s::uuid[])
+                                   %s::text[], %s, %s::uuid[], %s::boolean[])
 """
 
 
@@ -140,6 +140,7 @@ def _best_batch_params(orders: Sequence[BestOrder]) -> tuple[Any, ...]:
         [order.section for _, order, _, _ in orders],
         orders[0][2],
         [admitted for _, _, _, admitted in orders],
+        [order.seated_only for _, order, _, _ in orders],
     )
 
 

@@ -24,7 +24,7 @@ from psycopg_pool import AsyncConnectionPool
 from ticketing.catalog.v1 import catalog_pb2
 
 from booking_svc.adapters.postgres import BookingRepository, _decision
-from booking_svc.domain import HoldDecision, HoldOutcome
+from booking_svc.domain import BestSeatsOrder, HoldDecision, HoldOutcome
 from tests.helpers import make_event, make_venue
 from ticketing_common.db import open_pool
 
@@ -279,6 +279,44 @@ def test_concurrent_holds_through_the_repository_share_statements_and_stay_corre
     print(f"256 holds in {statements} statement(s)")
     assert statements < 256 / 4
     assert not check(db, told, tickets)
+
+
+def test_concurrent_best_available_orders_share_statements_seated_only_included(
+    stack, catalog, operator
+):
+    """Best-available orders at once through ``BookingRepository``, half of them seated-only
+    (migration 0014's argument, passed on per order by 0015's batch function): they share
+    statements, no batch falls back to one statement per order, and the pairs are disjoint."""
+    venue = make_venue(catalog, operator, sections=2, rows=4, seats=10)
+    event = make_event(catalog, operator, venue.id, days_ahead=next(_day), max_tickets_per_user=2)
+    orders = [
+        (f"{PEOPLE}-best-{i}", BestSeatsOrder(event.id, 2, None, None, seated_only=i % 2 == 0))
+        for i in range(32)
+    ]
+
+    async def main() -> tuple[list[Any], int, int]:
+        pool: AsyncConnectionPool = await open_pool(
+            url_as(stack, "ticketing_booking"), max_size=4, name="test-hold-batches"
+        )
+        try:
+            await pool.wait(timeout=30)
+            repo = BookingRepository(pool)
+            decisions = await asyncio.gather(
+                *(repo.hold_best_available(u, o, HOLD, None) for u, o in orders)
+            )
+            return decisions, repo.best_batcher.batches, repo.best_batcher.fallbacks
+        finally:
+            await pool.close()
+
+    decisions, statements, fallbacks = asyncio.run(main())
+    seats = [h.ticket_id for d in decisions for h in d.decision.holds]
+    print(f"32 best-available orders in {statements} statement(s), {fallbacks} fallback(s)")
+    assert fallbacks == 0
+    assert statements < 32
+    assert all(
+        d.decision.outcome is HoldOutcome.HELD and len(d.decision.holds) == 2 for d in decisions
+    )
+    assert len(seats) == len(set(seats)) == 64
 
 
 def test_a_batch_with_bad_orders_still_answers_the_others(stack, catalog, operator, db):
