@@ -24,7 +24,7 @@ from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
-from ticketing_common import logs, mesh, metrics, tls, tracing
+from ticketing_common import logs, mesh, metrics, startup, tls, tracing
 from ticketing_common.cancellation import checkpoint
 from ticketing_common.health import MeshHealthServicer
 from ticketing_common.interceptors import ServiceInterceptor, trust_only
@@ -328,10 +328,12 @@ def run(
 
     async def main() -> None:
         try:
+            await startup.check_stores(settings)
             server = await create_server(settings)
             await serve(server, settings, component)
         except SettingsError as exc:
             log.error("%s cannot start: %s", component, exc)
+            print(f"{component}: configuration error: {exc}", file=sys.stderr)
             raise SystemExit(2) from None
 
     try:

@@ -55,6 +55,9 @@ class BaseSettings:
     # host:port of a plaintext port answering grpc.health.v1 only, for probes that speak no
     # TLS (the kubelet's native gRPC probes); empty: none.
     health_listen: str = ""
+    # Seconds a starting process waits for the stores it names (Postgres, Redis or its
+    # Sentinels) before it stops naming the setting (ticketing_common.startup); 0: no check.
+    startup_timeout_seconds: float = 30.0
 
     @property
     def tls(self) -> TlsFiles | None:

@@ -207,6 +207,34 @@ def test_a_sentinel_address_that_does_not_parse_stops_the_service_by_name():
     assert "Traceback" not in done.stderr
 
 
+def test_sentinels_that_do_not_answer_stop_the_service_at_start_by_name():
+    """Well-formed Sentinel addresses none of which answers: the queue service does not come up
+    to fail every call; it waits TICKETING_STARTUP_TIMEOUT_SECONDS, then exits 2 naming the
+    setting (no traceback)."""
+    dead = ",".join(f"127.0.0.1:{free_port()}" for _ in range(3))
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "TICKETING_REDIS_URL": "redis://127.0.0.1/0",
+        "TICKETING_REDIS_SENTINELS": dead,
+        "TICKETING_ADMISSION_KEY": "k",
+        "TICKETING_PEERS": "ticketing.catalog.v1.CatalogService=127.0.0.1:1",
+        "TICKETING_PLAINTEXT": "true",
+        "TICKETING_STARTUP_TIMEOUT_SECONDS": "2",
+    }
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "queue_svc"], env=env, capture_output=True, text=True, timeout=60
+    )
+    took = time.monotonic() - started
+    print(
+        f"\nno Sentinel answering: exit {done.returncode} after {took:.1f} s: {done.stderr[-300:]}"
+    )
+    assert done.returncode == 2, done.stderr
+    assert "TICKETING_REDIS_SENTINELS" in done.stderr
+    assert "no Sentinel answered" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
 def test_the_queue_service_answers_unavailable_through_a_failover_and_follows_it(stack, catalog):
     """The service itself (``python -m queue_svc`` asking the stack's catalog, on the Sentinel
     group): calls during the failover answer UNAVAILABLE, never UNKNOWN or INTERNAL, and the

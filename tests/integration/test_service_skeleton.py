@@ -178,6 +178,80 @@ def test_missing_configuration_exits_2_naming_the_variable():
     assert "TICKETING_STRIPE_API_KEY is required" in result.stderr
 
 
+def test_a_database_url_with_no_reachable_primary_stops_the_service_at_start_by_name(stack):
+    """A multi-host URL none of whose hosts answers: booking waits
+    TICKETING_STARTUP_TIMEOUT_SECONDS for a primary, then exits 2 naming TICKETING_DATABASE_URL
+    (no traceback); the same settings with the stack's database start and serve."""
+    import socket
+
+    def free_port() -> int:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            return int(sock.getsockname()[1])
+
+    settings = dict(
+        TICKETING_REDIS_URL=stack.redis_url,
+        TICKETING_STRIPE_API_BASE="http://127.0.0.1:1",
+        TICKETING_STRIPE_API_KEY="sk_test_startup",
+        TICKETING_STRIPE_WEBHOOK_SECRET="whsec_startup",
+        TICKETING_ADMISSION_KEY="k",
+        TICKETING_PLAINTEXT="true",
+        TICKETING_WORKERS="1",
+        TICKETING_STARTUP_TIMEOUT_SECONDS="2",
+    )
+    hosts = f"127.0.0.1:{free_port()},127.0.0.1:{free_port()}"
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "booking_svc"],
+        env=_env(
+            TICKETING_DATABASE_URL=f"postgresql://nobody@{hosts}/ticketing"
+            "?target_session_attrs=read-write",
+            **settings,
+        ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    took = time.monotonic() - started
+    print(f"\nno primary: exit {result.returncode} after {took:.1f} s: {result.stderr[-300:]}")
+    assert result.returncode == 2, result.stderr
+    assert "TICKETING_DATABASE_URL: no reachable primary" in result.stderr
+    assert "Traceback" not in result.stderr
+
+    # Control: the same process against the stack's Postgres comes up (SERVING).
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "booking_svc"],
+        env=_env(
+            TICKETING_DATABASE_URL=stack.database_url,
+            TICKETING_LISTEN=f"127.0.0.1:{port}",
+            **settings,
+        ),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    status = health.Check(health_pb2.HealthCheckRequest(), timeout=2).status
+                    if status == health_pb2.HealthCheckResponse.SERVING:
+                        break
+                except grpc.RpcError:
+                    pass
+                assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+                assert time.monotonic() < deadline, "booking did not start against the stack"
+                time.sleep(0.2)
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+
+
 def test_sigterm_turns_not_serving_then_exits_cleanly():
     import socket
 
