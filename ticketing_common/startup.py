@@ -15,9 +15,6 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
-import psycopg
-
-from ticketing_common.redis_client import open_redis
 from ticketing_common.settings import BaseSettings, RedisSettings, SettingsError, env_name
 
 # Seconds between two tries while a store does not answer yet.
@@ -68,6 +65,8 @@ def _reason(exc: Exception) -> str:
 async def _postgres(url: str) -> None:
     """One connection to a server that takes writes: with a multi-host URL, libpq tries each
     host; ``target_session_attrs=read-write`` in the URL keeps it to the primary."""
+    import psycopg  # here, not at the top: a process with no database never loads the driver
+
     connection = await psycopg.AsyncConnection.connect(
         url, connect_timeout=3, target_session_attrs="read-write", autocommit=True
     )
@@ -75,6 +74,10 @@ async def _postgres(url: str) -> None:
 
 
 async def _redis(settings: RedisSettings) -> None:
+    # Here, not at the top: redis-py imports the OpenTelemetry metrics SDK when it is installed,
+    # and a process without Redis (or without tracing) should load neither.
+    from ticketing_common.redis_client import open_redis
+
     client = open_redis(
         settings.redis_url,
         timeout_seconds=2.0,
