@@ -5,9 +5,11 @@ from __future__ import annotations
 import datetime as dt
 
 from booking_svc.adapters.holds import HoldLocks
+from booking_svc.adapters.lanes import RedisLanes
 from booking_svc.adapters.page_cache import EventPageMarks
 from booking_svc.adapters.payments import StripePayments
 from booking_svc.adapters.postgres import BookingRepository
+from booking_svc.best_available import PictureBook
 from booking_svc.service import BookingService
 from booking_svc.servicer import BookingServiceServicer, service_binding
 from booking_svc.settings import BookingSettings
@@ -24,8 +26,18 @@ async def create_server(settings: BookingSettings) -> ServiceServer:
         master_name=settings.redis_master_name,
     )
     hold = dt.timedelta(seconds=settings.hold_seconds)
+    store = BookingRepository(pool)
+    pictures = (
+        PictureBook(
+            store,
+            lane=RedisLanes(cache).take,
+            refresh_seconds=settings.best_available_refresh_seconds,
+        )
+        if settings.best_available_picture
+        else None
+    )
     service = BookingService(
-        BookingRepository(pool),
+        store,
         HoldLocks(cache, int(hold.total_seconds() * 1000)),
         StripePayments(
             settings.stripe_api_key,
@@ -35,6 +47,7 @@ async def create_server(settings: BookingSettings) -> ServiceServer:
         EventPageMarks(cache),
         admission_key=settings.admission_key,
         hold_duration=hold,
+        pictures=pictures,
     )
     binding = service_binding(BookingServiceServicer(service))
 
