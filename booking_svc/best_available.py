@@ -20,9 +20,11 @@ How far a proposal may be from the strict order of ``hold_best_available``, docu
 README.md's best-available section: the row is the best row with a block *in the picture*. The
 picture misses seats freed since it was read by another process or by a lapsed hold (it is
 read again every ``refresh_seconds``, and whenever it sees nothing), so for that long a
-proposal may be in a worse row than a freed block; and a process with concurrent requests
-whose lane is odd takes the block at the right-hand end of the best row instead of the left.
-A lone request (nothing else in flight in its process) gets the left-hand block.
+proposal may be in a worse row than a freed block. And a process with concurrent requests
+proposes within its side's half of each row first (``SeatPicture.propose``): the best row
+with room in that half, which is a later row than the strict order's when only the other
+half of a better row (or a block across the middle) is free; those go once no row has room
+in the half. A lone request (nothing else in flight in its process) gets the strict block.
 """
 
 from __future__ import annotations
@@ -80,6 +82,7 @@ class PictureBook:
         self._source = source
         self._lane = lane
         self._side: Side | None = None
+        self._side_lock = asyncio.Lock()
         self._refresh = refresh_seconds
         self._min_reread = min_reread
         self._max_events = max_events
@@ -89,13 +92,16 @@ class PictureBook:
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def side(self) -> Side:
-        """This process's side under concurrency: its lane (shared counter) odd or even."""
+        """This process's side under concurrency: its lane (a shared counter) odd or even,
+        taken once (the first requests of a process arrive together: one takes it)."""
         if self._side is None:
-            try:
-                lane = await self._lane() if self._lane else random.randrange(2)  # noqa: S311
-            except Exception:  # the lane is only a way to collide less
-                lane = random.randrange(2)  # noqa: S311
-            self._side = Side.RIGHT if lane % 2 else Side.LEFT
+            async with self._side_lock:
+                if self._side is None:
+                    try:
+                        lane = await self._lane() if self._lane else random.randrange(2)  # noqa: S311
+                    except Exception:  # the lane is only a way to collide less
+                        lane = random.randrange(2)  # noqa: S311
+                    self._side = Side.RIGHT if lane % 2 else Side.LEFT
         return self._side
 
     async def get(self, event_id: str) -> SeatPicture | None:
@@ -192,11 +198,11 @@ async def hold_best(
         side = await book.side()
         reread = False
         for _ in range(MAX_PROPOSALS):
-            proposal = picture.propose(order, side if picture.inflight else Side.LEFT)
+            proposal = picture.propose(order, side if picture.inflight else None)
             if proposal is None and not reread:
                 reread = await book.reread_now(picture)
                 if reread:
-                    proposal = picture.propose(order, side if picture.inflight else Side.LEFT)
+                    proposal = picture.propose(order, side if picture.inflight else None)
             if proposal is None:
                 break
             try:

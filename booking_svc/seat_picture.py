@@ -13,12 +13,13 @@ released (the picture is reloaded from time to time; when it offers nothing the 
 "Best" is the order of ``hold_best_available`` (migrations 0007, 0010, 0014): sections as the
 venue's seat map lists them (its rank), then rows in the map's order (nearest the stage
 first), a standing section as one row of places in its section's place; within a row, seat
-numbers side by side (consecutive integers). A left-hand proposal is the block at the start of
-the row's first run of free seats long enough, the block ``hold_best_available`` picks first. A
-right-hand one is the block at the end of the row's last such run: also one of the blocks that
-function would try (the end of a run), used by a process with concurrent requests whose lane
-is odd, so that two booking processes fill a row from its two ends instead of proposing the
-same seats. Either way the row is the best row in which the picture sees a block.
+numbers side by side (consecutive integers). A proposal is the block at the start of the
+best row's first run of free seats long enough, the block ``hold_best_available`` picks first.
+Under concurrency (other proposals of the process in flight) a process proposes within its
+side's half of each row first: the left half from the left (even lanes), the right half from
+the right (odd lanes, the end of a run: also a block that function would try), so that two
+booking processes share each row from its two ends and never propose the same seats while
+both halves have room; the best row with a block in that half, else the best row at all.
 
 Pure: no SQL, no gRPC, no Redis, no asyncio.
 """
@@ -169,9 +170,20 @@ class SeatPicture:
 
     # --- proposing and settling ---------------------------------------------------------------
 
-    def propose(self, order: BestSeatsOrder, side: Side = Side.LEFT) -> Proposal | None:
+    def propose(self, order: BestSeatsOrder, side: Side | None = None) -> Proposal | None:
         """The best block the picture sees for the order, tentatively taken; None if it sees
-        none."""
+        none. Without a ``side``, the left-hand block of the best row. With one (a process
+        with concurrent requests), first the best row with a block within that side's half
+        of the row (the left half's leftmost block, the right half's rightmost), so that two
+        processes on opposite sides share each row without proposing the same seats; if no
+        row has one, the best row's block nearest that side."""
+        if side is not None:
+            found = self._first(order, side, halves=True)
+            if found is not None:
+                return found
+        return self._first(order, side, halves=False)
+
+    def _first(self, order: BestSeatsOrder, side: Side | None, *, halves: bool) -> Proposal | None:
         q = order.quantity
         for row in self._rows:
             if row.open_count < q:
@@ -182,7 +194,14 @@ class SeatPicture:
                 continue
             if order.seated_only and row.standing:
                 continue
-            block = self._block(row, q, side)
+            n = len(row.seats)
+            right = side is Side.RIGHT
+            if not halves:
+                block = self._block(row, q, 0, n, right=right)
+            elif right:
+                block = self._block(row, q, n // 2, n, right=True)
+            else:
+                block = self._block(row, q, 0, n // 2, right=False)
             if block is not None:
                 for i in block:
                     self._tentative[i] = 1
@@ -200,37 +219,36 @@ class SeatPicture:
     def _open(self, i: int) -> bool:
         return bool(self._free[i]) and not self._tentative[i]
 
-    def _block(self, row: _Row, q: int, side: Side) -> list[int] | None:
+    def _block(self, row: _Row, q: int, lo: int, hi: int, *, right: bool) -> list[int] | None:
+        """Among the row's positions lo..hi-1: the block at the start of the first run of q
+        open seats side by side, or (``right``) at the end of the last one."""
         seats, numbers = row.seats, row.numbers
         if row.standing:  # any q places: the lowest (or highest) numbers
-            open_ = [i for i in seats if self._open(i)]
+            open_ = [i for i in seats[lo:hi] if self._open(i)]
             if len(open_) < q:
                 return None
-            return open_[:q] if side is Side.LEFT else open_[-q:]
-        runs: list[tuple[int, int]] = []  # (first position, last position) of each free run
-        start = None
-        for pos, i in enumerate(seats):
-            if self._open(i):
-                if start is None or numbers[pos] != numbers[pos - 1] + 1:
-                    if start is not None:
-                        runs.append((start, pos - 1))
-                    start = pos
-            elif start is not None:
-                runs.append((start, pos - 1))
-                start = None
-            if side is Side.LEFT and runs and runs[-1][1] - runs[-1][0] + 1 >= q:
-                first = runs[-1][0]
-                return seats[first : first + q]
-        if start is not None:
-            runs.append((start, len(seats) - 1))
-        fitting = [r for r in runs if r[1] - r[0] + 1 >= q]
-        if not fitting:
+            return open_[-q:] if right else open_[:q]
+        best: tuple[int, int] | None = None  # (first, last) position of the run chosen
+        pos = lo
+        while pos < hi:
+            if not self._open(seats[pos]):
+                pos += 1
+                continue
+            first = pos
+            while (
+                pos + 1 < hi and self._open(seats[pos + 1]) and numbers[pos + 1] == numbers[pos] + 1
+            ):
+                pos += 1
+            if pos - first + 1 >= q:
+                best = (first, pos)
+                if not right:
+                    break
+            pos += 1
+        if best is None:
             return None
-        if side is Side.LEFT:
-            first = fitting[0][0]
-            return seats[first : first + q]
-        last = fitting[-1][1]
-        return seats[last - q + 1 : last + 1]
+        if right:
+            return seats[best[1] - q + 1 : best[1] + 1]
+        return seats[best[0] : best[0] + q]
 
     def settle(self, proposal: Proposal, *, taken: Iterable[str] = ()) -> None:
         """The block's hold was answered: its seats are no longer tentative, and the ones in

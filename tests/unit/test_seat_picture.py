@@ -135,17 +135,22 @@ def test_control_two_processes_pictures_do_propose_the_same_seats():
     assert overlaps(same) == set(same[0])
 
 
-def test_two_sides_fill_the_best_row_from_its_two_ends_and_meet_without_overlap():
+def test_two_sides_share_each_row_from_its_two_ends_and_meet_only_across_the_middle():
     left, right = picture(sections=1, rows=2, seats=10), picture(sections=1, rows=2, seats=10)
-    blocks = []
-    for _ in range(3):
-        blocks.append(left.propose(order(2), Side.LEFT).ticket_ids)
-        blocks.append(right.propose(order(2), Side.RIGHT).ticket_ids)
-    assert blocks[0] == (tid("S00", "1", 1), tid("S00", "1", 2))
-    assert blocks[1] == (tid("S00", "1", 9), tid("S00", "1", 10))
-    assert {b[0].split("/")[1] for b in blocks} == {"1"}  # both in the front row
-    assert overlaps(blocks[:4]) == set()
-    assert overlaps(blocks) != set()  # the third pair of each meets in the middle: 5-6
+    lefts = [left.propose(order(2), Side.LEFT).ticket_ids for _ in range(4)]
+    rights = [right.propose(order(2), Side.RIGHT).ticket_ids for _ in range(4)]
+    row = lambda r, *ns: tuple(tid("S00", r, n) for n in ns)  # noqa: E731
+    assert lefts == [row("1", 1, 2), row("1", 3, 4), row("2", 1, 2), row("2", 3, 4)]
+    assert rights == [row("1", 9, 10), row("1", 7, 8), row("2", 9, 10), row("2", 7, 8)]
+    assert overlaps(lefts + rights) == set()  # 40 seats in flight from two processes
+    # No half has room left: the best row's block nearest each side, across the middle.
+    across = [
+        left.propose(order(2), Side.LEFT).ticket_ids,
+        right.propose(order(2), Side.RIGHT).ticket_ids,
+    ]
+    assert across == [row("1", 5, 6)] * 2
+    # Without a side (a lone request), the strict block: row 1 from the left.
+    assert picture(sections=1, rows=2, seats=10).propose(order(2)).ticket_ids == row("1", 1, 2)
 
 
 def test_settling_gives_back_what_was_not_taken_and_learns_what_someone_else_has():
@@ -370,3 +375,20 @@ def test_concurrent_orders_in_two_processes_seat_every_pair_once(buyers):
     for pair in held:
         (s1, r1, n1), (s2, r2, n2) = (p.split("/") for p in pair)
         assert (s1, r1) == (s2, r2) and int(n2) == int(n1) + 1
+
+
+def test_a_process_takes_its_lane_once_however_many_requests_arrive_together():
+    """Two processes must end on opposite sides: the lane counter is read once per process,
+    even by the first requests that arrive at the same moment."""
+    taken = []
+
+    async def lane() -> int:
+        taken.append(len(taken) + 1)
+        await asyncio.sleep(0.01)
+        return taken[-1]
+
+    async def first_requests() -> set[Side]:
+        book = PictureBook(FakePostgres(*venue()), lane=lane)
+        return set(await asyncio.gather(*(book.side() for _ in range(20))))
+
+    assert asyncio.run(first_requests()) == {Side.RIGHT} and taken == [1]
