@@ -113,23 +113,23 @@ class PictureBook:
             return entry.picture
         loading = self._loading.get(event_id)
         if loading is None:
-            loading = asyncio.get_running_loop().create_future()
+            # One read per event however many ask at once, in a task of its own: a buyer who
+            # leaves (deadline) does not cancel it for the others.
+            loading = asyncio.ensure_future(self._load(event_id))
             self._loading[event_id] = loading
-            try:
-                picture = await self._source.seat_picture(event_id)
-            except BaseException as exc:
-                loading.set_exception(exc)
-                loading.exception()  # retrieved: waiters, if any, get it too
-                raise
-            finally:
-                del self._loading[event_id]
-            if picture is not None:
-                self._entries[event_id] = _Entry(picture, self._clock())
-                while len(self._entries) > self._max_events:
-                    self._entries.popitem(last=False)
-            loading.set_result(picture)
-            return picture
+            loading.add_done_callback(_retrieved)
         return await asyncio.shield(loading)
+
+    async def _load(self, event_id: str) -> SeatPicture | None:
+        try:
+            picture = await self._source.seat_picture(event_id)
+        finally:
+            del self._loading[event_id]
+        if picture is not None:
+            self._entries[event_id] = _Entry(picture, self._clock())
+            while len(self._entries) > self._max_events:
+                self._entries.popitem(last=False)
+        return picture
 
     def _spawn(self, work: Awaitable[None]) -> asyncio.Task[None]:
         task = asyncio.ensure_future(work)
@@ -176,6 +176,11 @@ class PictureBook:
         entry = self._entries.get(event_id)
         if entry is not None:
             entry.picture.mark_free(ticket_ids)
+
+
+def _retrieved(task: asyncio.Future[SeatPicture | None]) -> None:
+    if not task.cancelled():
+        task.exception()  # every waiter has it; none may be left to
 
 
 async def hold_best(
