@@ -24,7 +24,8 @@ proposal may be in a worse row than a freed block. And a process with concurrent
 proposes within its side's half of each row first (``SeatPicture.propose``): the best row
 with room in that half, which is a later row than the strict order's when only the other
 half of a better row (or a block across the middle) is free; those go once no row has room
-in the half. A lone request (nothing else in flight in its process) gets the strict block.
+in the half. A lone request (nothing else in flight in its process, nor in the last second)
+gets the strict block.
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ log = logging.getLogger("booking.best_available")
 
 # Blocks proposed for one order before the exact function is asked instead.
 MAX_PROPOSALS = 3
+# How long after a proposal made while others were in flight the event counts as contended.
+CONTENDED_SECONDS = 1.0
 # Refusals that are the order's answer whichever seats were proposed (the sale's checks).
 _FINAL = {
     HoldOutcome.SALE_NOT_OPEN,
@@ -62,6 +65,8 @@ class _Entry:
     picture: SeatPicture
     read_at: float
     reading: asyncio.Task[None] | None = None
+    # Until when the event counts as contended in this process (see ``PictureBook.side_for``).
+    contended_until: float = 0.0
 
 
 class PictureBook:
@@ -103,6 +108,21 @@ class PictureBook:
                         lane = random.randrange(2)  # noqa: S311
                     self._side = Side.RIGHT if lane % 2 else Side.LEFT
         return self._side
+
+    async def side_for(self, picture: SeatPicture) -> Side | None:
+        """The side a proposal takes: None (the strict block) for a lone request; the process's
+        side while the event is contended here: other proposals in flight now, or less than
+        ``CONTENDED_SECONDS`` ago (between two turns of a surge a process may have none in
+        flight for a moment, and a strict proposal then is one in the other process's half)."""
+        entry = self._entries.get(picture.event_id)
+        now = self._clock()
+        if picture.inflight:
+            if entry is not None:
+                entry.contended_until = now + CONTENDED_SECONDS
+            return await self.side()
+        if entry is not None and now < entry.contended_until:
+            return await self.side()
+        return None
 
     async def get(self, event_id: str) -> SeatPicture | None:
         entry = self._entries.get(event_id)
@@ -200,14 +220,13 @@ async def hold_best(
         log.warning("no seat picture of event %s", order.event_id, exc_info=True)
         picture = None
     if picture is not None and picture.can_answer(order):
-        side = await book.side()
         reread = False
         for _ in range(MAX_PROPOSALS):
-            proposal = picture.propose(order, side if picture.inflight else None)
+            proposal = picture.propose(order, await book.side_for(picture))
             if proposal is None and not reread:
                 reread = await book.reread_now(picture)
                 if reread:
-                    proposal = picture.propose(order, side if picture.inflight else None)
+                    proposal = picture.propose(order, await book.side_for(picture))
             if proposal is None:
                 break
             try:
