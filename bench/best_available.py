@@ -38,7 +38,15 @@ from pathlib import Path
 
 import grpc
 import psycopg
-from booking_holds import RESULTS, TICKETING, create_event, percentile, reserve_all
+from booking_holds import (
+    RESULTS,
+    TICKETING,
+    StackCpu,
+    _cpu_line,
+    create_event,
+    percentile,
+    reserve_all,
+)
 from common import free_layout
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
@@ -154,10 +162,15 @@ def main() -> None:
             best_event, _ = create_event(
                 catalog, operator, rows=args.rows, seats=args.seats, day=810
             )
+        cpu = StackCpu(state)
+        before = cpu.sample()
         single = asyncio.run(reserve_all(gateway, tokens[:capacity], single_tickets, args.buyers))
+        single["cpu"] = StackCpu.per_unit(before, cpu.sample(), single["holds"])
         metrics_port = ports.base + OFFSETS["booking-metrics"]
         picks_before = picks(metrics_port)
+        before = cpu.sample()
         best = asyncio.run(best_all(gateway, tokens[capacity:], best_event, args.buyers))
+        best["cpu"] = StackCpu.per_unit(before, cpu.sample(), best["holds"])
         time.sleep(0.5)  # the last calls are counted as their handlers end
         picks_after = picks(metrics_port)
         best["picks"] = {
@@ -212,6 +225,12 @@ def report(single: dict, best: dict, args) -> None:
         f"proposals refused by Postgres: {best['picks']['refused']:,}, answered by "
         f"hold_best_available: {best['picks']['exact']:,}. Load average at the end: "
         f"{os.getloadavg()[0]:.2f}.",
+        "",
+        "CPU per hold, ms, by process tree (the rates move with the machine's other work, the "
+        f"CPU per hold much less): (a) {_cpu_line(single['cpu'])}; total "
+        f"{sum(single['cpu'].values()):.2f}. (b) {_cpu_line(best['cpu'])}; total "
+        f"{sum(best['cpu'].values()):.2f}. CPU per single hold against CPU per best-available "
+        f"hold: **{sum(single['cpu'].values()) / max(sum(best['cpu'].values()), 1e-9):.0%}**.",
     ]
     text = "\n".join(lines) + "\n"
     print(text)

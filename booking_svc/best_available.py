@@ -222,11 +222,13 @@ async def hold_best(
     if picture is not None and picture.can_answer(order):
         reread = False
         for _ in range(MAX_PROPOSALS):
-            proposal = picture.propose(order, await book.side_for(picture))
+            # Beyond its half of the rows, or when it sees nothing, the picture is read again
+            # first (at most once a second): what is there is mostly the other process's.
+            proposal = picture.propose(order, await book.side_for(picture), beyond_half=reread)
             if proposal is None and not reread:
-                reread = await book.reread_now(picture)
-                if reread:
-                    proposal = picture.propose(order, await book.side_for(picture))
+                reread = True
+                await book.reread_now(picture)
+                proposal = picture.propose(order, await book.side_for(picture))
             if proposal is None:
                 break
             try:

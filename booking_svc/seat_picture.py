@@ -170,16 +170,19 @@ class SeatPicture:
 
     # --- proposing and settling ---------------------------------------------------------------
 
-    def propose(self, order: BestSeatsOrder, side: Side | None = None) -> Proposal | None:
+    def propose(
+        self, order: BestSeatsOrder, side: Side | None = None, *, beyond_half: bool = True
+    ) -> Proposal | None:
         """The best block the picture sees for the order, tentatively taken; None if it sees
         none. Without a ``side``, the left-hand block of the best row. With one (a process
         with concurrent requests), first the best row with a block within that side's half
         of the row (the left half's leftmost block, the right half's rightmost), so that two
         processes on opposite sides share each row without proposing the same seats; if no
-        row has one, the best row's block nearest that side."""
+        row has one, and ``beyond_half``, the best row's block nearest that side (the caller
+        may want the picture read again first: the other halves are the other process's)."""
         if side is not None:
             found = self._first(order, side, halves=True)
-            if found is not None:
+            if found is not None or not beyond_half:
                 return found
         return self._first(order, side, halves=False)
 
