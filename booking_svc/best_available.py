@@ -11,7 +11,7 @@ and the all-or-nothing conditional update). What the picture believes is never w
 - Postgres refuses a block some seat of which is not free (taken in another process, or the
   buyer's own already): the picture learns those seats, reads that row again, and proposes
   another block, at most ``MAX_PROPOSALS`` times;
-- when the picture sees no block (after reading the event again, at most once a second), or
+- when the picture sees no block (after reading the event again, at most every 0.25 s), or
   after ``MAX_PROPOSALS`` refusals, or for an order the picture cannot answer exactly (a tier,
   a section, a quantity the event refuses), ``hold_best_available`` itself answers: the seats
   it finds, or NO_ADJACENT_SEATS with the single seats remaining, or TICKET_UNAVAILABLE.
@@ -80,7 +80,7 @@ class PictureBook:
         *,
         lane: Callable[[], Awaitable[int]] | None = None,
         refresh_seconds: float = 5.0,
-        min_reread: float = 1.0,
+        min_reread: float = 0.25,
         max_events: int = 16,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -223,7 +223,7 @@ async def hold_best(
         reread = False
         for _ in range(MAX_PROPOSALS):
             # Beyond its half of the rows, or when it sees nothing, the picture is read again
-            # first (at most once a second): what is there is mostly the other process's.
+            # first (at most every 0.25 s): what is there is mostly the other process's.
             proposal = picture.propose(order, await book.side_for(picture), beyond_half=reread)
             if proposal is None and not reread:
                 reread = True
