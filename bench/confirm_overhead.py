@@ -17,7 +17,10 @@ p50 of the fake's calls) with the p50/p99 of both and their ratio; the goal is u
 p50. On a machine shared with other work wall time mostly measures waiting for a core, so the
 CPU time each component used per confirm (from /proc, each process with its children: the
 booking workers, Envoy, Postgres' backends, Redis, the fake) is printed too. Appends to
-bench/RESULTS.md (``--no-record``: print only).
+bench/RESULTS.md (``--no-record``: print only). ``--profile FILE`` also samples the booking
+processes with py-spy while the confirms run (``py-spy record --subprocesses --format raw``,
+100 Hz, non-blocking) and writes the collapsed stacks there; a profiled run's figures are not
+comparable with the others'.
 """
 
 from __future__ import annotations
@@ -25,6 +28,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -109,10 +115,21 @@ def fake_payment(client: stripe.StripeClient, n: int) -> float:
     return took
 
 
+def start_profile(path: str, booking_pid: int) -> subprocess.Popen[bytes]:
+    """py-spy sampling the booking component and its worker processes until interrupted."""
+    py_spy = Path(sys.executable).with_name("py-spy")
+    command = [str(py_spy), "record", "--pid", str(booking_pid), "--subprocesses"]
+    command += ["--rate", "100", "--nonblocking", "--format", "raw", "--output", path]
+    profiler = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(2)  # attached before the first timed confirm
+    return profiler
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--confirms", type=int, default=200)
     parser.add_argument("--no-record", action="store_true", help="print, do not append")
+    parser.add_argument("--profile", metavar="FILE", help="py-spy the booking processes")
     args = parser.parse_args()
     with bench_stack(start=26000) as stack:
         env = service_env(stack.config, StateDir(stack.state), "booking")
@@ -136,6 +153,7 @@ def main() -> None:
             fake: list[float] = []
             ours: list[float] = []
             pids = component_pids(stack.state)
+            profiler = start_profile(args.profile, pids["booking"]) if args.profile else None
             cpu_before = tree_cpu(pids)
             for n, (token, ticket) in enumerate(pairs):
                 fake.append(fake_payment(client, n))
@@ -153,6 +171,9 @@ def main() -> None:
                 ours.append(time.perf_counter() - started)
                 assert answer.status == booking_pb2.BOOKING_STATUS_CONFIRMED, answer
             cpu_after = tree_cpu(pids)
+            if profiler is not None:
+                profiler.send_signal(signal.SIGINT)  # py-spy writes its file and exits
+                profiler.wait(timeout=60)
     cpu = {k: (cpu_after[k] - cpu_before[k]) * 1e3 / len(ours) for k in pids}
     report(ours, fake, cpu, args)
 
