@@ -15,6 +15,7 @@ into protos) and reach Postgres, Redis and Stripe only through the ports of
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 from collections.abc import Awaitable, Callable
@@ -332,8 +333,10 @@ class BookingService:
         event_id = booking.event_id
         if sale.complete:
             metrics.BOOKINGS_CONFIRMED.labels(metrics.event_label(event_id)).inc()
-            await self._locks.release(booking.user_id, booking.ticket_ids)
-            await self._changed(event_id)
+            # Both best effort and independent: sent together, one wait instead of two.
+            await asyncio.gather(
+                self._locks.release(booking.user_id, booking.ticket_ids), self._changed(event_id)
+            )
             return booking
         if booking.status is BookingStatus.REFUNDED:
             refund = booking.payment.refund_id if booking.payment is not None else None
