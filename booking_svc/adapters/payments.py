@@ -46,13 +46,15 @@ class StripePayments:
         timeout_seconds: float = 20.0,
     ) -> None:
         self._webhook_secret = webhook_secret
+        # The session is made on first use, inside the serving process's event loop.
+        self._http = stripe.AIOHTTPClient(timeout=aiohttp.ClientTimeout(total=timeout_seconds))
         self._client = stripe.StripeClient(
-            api_key,
-            base_addresses={"api": api_base},
-            max_network_retries=2,
-            # The session is made on first use, inside the serving process's event loop.
-            http_client=stripe.AIOHTTPClient(timeout=aiohttp.ClientTimeout(total=timeout_seconds)),
+            api_key, base_addresses={"api": api_base}, max_network_retries=2, http_client=self._http
         )
+
+    async def close(self) -> None:
+        """The HTTP session's connections, at shutdown."""
+        await self._http.close_async()  # type: ignore[no-untyped-call]
 
     async def _post(self, path: str, idempotency_key: str, **params: Any) -> dict[str, Any]:
         response = await self._client.raw_request_async(
