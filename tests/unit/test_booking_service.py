@@ -6,7 +6,8 @@ that leaves the hold and sells nothing, a payment that outlived its hold refunde
 available seats side by side or NO_ADJACENT_SEATS, and a cancel that gives the seats back.
 
 The fake store decides holds the way migration 0006/0007's functions do (the outcome codes and
-the facts that explain them); the integration tests (tests/integration/test_booking.py,
+the facts that explain them), and a confirm's phases the way 0017's confirm_begin and
+confirm_sell do; the integration tests (tests/integration/test_booking.py,
 test_best_available.py) hold the real Postgres to the same answers."""
 
 from __future__ import annotations
