@@ -23,6 +23,8 @@ waiting for a core, so the CPU time each component used per confirm (from /proc,
 with its children: the booking workers, Envoy, Postgres' backends, Redis, the fake) is printed
 too, and Postgres' split by process (booking's backends, the CDC walsender and queries, the
 catalog's, the background). Appends to bench/RESULTS.md (``--no-record``: print only).
+``--direct`` also confirms a second ticket of each buyer straight to booking's port (mutual TLS
+with the gateway's certificate and identity header, as Envoy calls it), to tell Envoy's share.
 ``--profile FILE`` also samples the booking processes with py-spy while the confirms run
 (``py-spy record --subprocesses --format raw``, 100 Hz, non-blocking) and writes the collapsed
 stacks there; a profiled run's figures are not comparable with the others'.
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import itertools
 import json
 import os
 import signal
@@ -45,12 +48,14 @@ from typing import Any
 import grpc
 import stripe
 from booking_holds import create_event
+from common import as_gateway
 from queue_common import append_results, bench_stack, machine
 from ticketing.booking.v1 import booking_pb2, booking_pb2_grpc
 from ticketing.catalog.v1 import catalog_pb2_grpc
 
 from deploy.stack.components import service_env
 from deploy.stack.state import StateDir
+from ticketing_common.tls import channel_credentials
 
 GOAL_MS = 5.0
 COMPONENTS = ("booking", "envoy", "postgres", "redis", "cdc-worker", "fake-stripe")
@@ -201,6 +206,11 @@ def main() -> None:
     parser.add_argument("--confirms", type=int, default=200)
     parser.add_argument("--no-record", action="store_true", help="print, do not append")
     parser.add_argument("--profile", metavar="FILE", help="py-spy the booking processes")
+    parser.add_argument(
+        "--direct",
+        action="store_true",
+        help="also confirm straight to booking's port (mutual TLS as the gateway), no Envoy",
+    )
     args = parser.parse_args()
     with bench_stack(start=26000) as stack:
         env = service_env(stack.config, StateDir(stack.state), "booking")
@@ -208,16 +218,23 @@ def main() -> None:
         tokens = stack.tokens(users)
         with grpc.insecure_channel(stack.gateway) as channel:
             catalog = catalog_pb2_grpc.CatalogServiceStub(channel)
-            rows = max(1, (args.confirms + 499) // 500)
+            wanted = args.confirms * (2 if args.direct else 1)
+            rows = max(1, (wanted + 499) // 500)
             _, tickets = create_event(catalog, stack.operator(), rows=rows, seats=500, day=900)
             booking = booking_pb2_grpc.BookingServiceStub(channel)
             pairs = list(zip(tokens, tickets, strict=False))
-            for token, ticket in pairs:
-                booking.ReserveTicket(
-                    booking_pb2.ReserveTicketRequest(ticket_id=ticket),
-                    metadata=(("authorization", f"Bearer {token}"),),
-                    timeout=30,
-                )
+            # With --direct each buyer holds a second ticket, confirmed past Envoy.
+            seconds = tickets[args.confirms : 2 * args.confirms] if args.direct else []
+            for (token, ticket), second in itertools.zip_longest(pairs, seconds):
+                for held in (ticket, second) if second else (ticket,):
+                    booking.ReserveTicket(
+                        booking_pb2.ReserveTicketRequest(ticket_id=held),
+                        metadata=(("authorization", f"Bearer {token}"),),
+                        timeout=30,
+                    )
+            port = f"127.0.0.1:{stack.ports.of('booking')}"
+            straight = grpc.secure_channel(port, channel_credentials(as_gateway(stack.state)))
+            direct_stub = booking_pb2_grpc.BookingServiceStub(straight)
             client = stripe_client(env)
             raw = RawPayments(env)
             for n in range(5):  # warm-up: connections, the SDK's first-call work
@@ -226,6 +243,7 @@ def main() -> None:
             fake: list[float] = []
             floor: list[float] = []
             ours: list[float] = []
+            direct: list[float] = []
             pids = component_pids(stack.state)
             pg_before = postgres_cpu(pids["postgres"])
             profiler = start_profile(args.profile, pids["booking"]) if args.profile else None
@@ -246,20 +264,37 @@ def main() -> None:
                 )
                 ours.append(time.perf_counter() - started)
                 assert answer.status == booking_pb2.BOOKING_STATUS_CONFIRMED, answer
+                if seconds:
+                    started = time.perf_counter()
+                    answer = direct_stub.ConfirmBooking(
+                        booking_pb2.ConfirmBookingRequest(
+                            ticket_id=seconds[n],
+                            payment_details=booking_pb2.PaymentDetails(
+                                payment_method_id="pm_card_visa"
+                            ),
+                        ),
+                        metadata=(("x-ticketing-user", users[n]),),
+                        timeout=60,
+                    )
+                    direct.append(time.perf_counter() - started)
+                    assert answer.status == booking_pb2.BOOKING_STATUS_CONFIRMED, answer
             cpu_after = tree_cpu(pids)
             pg_after = postgres_cpu(pids["postgres"])
             if profiler is not None:
                 profiler.send_signal(signal.SIGINT)  # py-spy writes its file and exits
                 profiler.wait(timeout=60)
-    cpu = {k: (cpu_after[k] - cpu_before[k]) * 1e3 / len(ours) for k in pids}
-    pg = {k: (v - pg_before.get(k, 0.0)) * 1e3 / len(ours) for k, v in pg_after.items()}
-    report(ours, fake, floor, cpu, pg, args)
+            straight.close()
+    made = len(ours) + len(direct)
+    cpu = {k: (cpu_after[k] - cpu_before[k]) * 1e3 / made for k in pids}
+    pg = {k: (v - pg_before.get(k, 0.0)) * 1e3 / made for k, v in pg_after.items()}
+    report(ours, fake, floor, direct, cpu, pg, args)
 
 
 def report(
     ours: list[float],
     fake: list[float],
     floor: list[float],
+    direct: list[float],
     cpu: dict[str, float],
     pg: dict[str, float],
     args: argparse.Namespace,
@@ -284,6 +319,14 @@ def report(
         f"{f99:.1f} |",
         f"| the same payment, one POST on a kept-alive http.client connection (floor) | "
         f"{r50:.1f} | {r99:.1f} |",
+        *(
+            [
+                f"| ConfirmBooking straight to booking's port (no Envoy; --direct) | "
+                f"{percentile(direct, 0.5) * 1e3:.1f} | {percentile(direct, 0.99) * 1e3:.1f} |"
+            ]
+            if direct
+            else []
+        ),
         f"| paired difference (each confirm minus the SDK payment before it) | "
         f"{percentile(paired, 0.5):.1f} | {percentile(paired, 0.99):.1f} |",
         "",
@@ -293,9 +336,10 @@ def report(
         f"**{strict:.1f} ms**. Goal under {GOAL_MS:.0f} ms: "
         f"**{'met' if max(overhead, strict) < GOAL_MS else 'not met'}**.",
         "",
-        "CPU per confirm (ms, /proc; the fake's figure covers its three payments per round, the "
-        "confirm's and the two raw ones; the CDC worker's is the reindexing a sale causes, after "
-        "the answer): "
+        "CPU per confirm (ms, /proc"
+        + ("; per confirm made, through the gateway and straight alike" if direct else "")
+        + "; the fake's figure covers its payments of a round, the confirms' and the two raw "
+        "ones; the CDC worker's is the reindexing a sale causes, after the answer): "
         + ", ".join(f"{k} {v:.2f}" for k, v in cpu.items())
         + f"; ours (booking + Envoy + Postgres + Redis) "
         f"**{sum(cpu.get(k, 0.0) for k in ('booking', 'envoy', 'postgres', 'redis')):.2f} ms**. "
@@ -305,7 +349,8 @@ def report(
     ]
     append_results(
         "Confirms: our overhead beyond the fake Stripe API",
-        f"bench/confirm_overhead.py --confirms {args.confirms}",
+        f"bench/confirm_overhead.py --confirms {args.confirms}"
+        + (" --direct" if args.direct else ""),
         lines,
         args.no_record,
     )
