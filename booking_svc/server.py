@@ -24,14 +24,15 @@ async def create_server(settings: BookingSettings) -> ServiceServer:
         master_name=settings.redis_master_name,
     )
     hold = dt.timedelta(seconds=settings.hold_seconds)
+    payments = StripePayments(
+        settings.stripe_api_key,
+        settings.stripe_api_base,
+        webhook_secret=settings.stripe_webhook_secret,
+    )
     service = BookingService(
         BookingRepository(pool),
         HoldLocks(cache, int(hold.total_seconds() * 1000)),
-        StripePayments(
-            settings.stripe_api_key,
-            settings.stripe_api_base,
-            webhook_secret=settings.stripe_webhook_secret,
-        ),
+        payments,
         EventPageMarks(cache),
         admission_key=settings.admission_key,
         hold_duration=hold,
@@ -39,6 +40,7 @@ async def create_server(settings: BookingSettings) -> ServiceServer:
     binding = service_binding(BookingServiceServicer(service))
 
     async def close() -> None:
+        await payments.close()
         await cache.aclose()
         await pool.close()
 
