@@ -344,6 +344,23 @@ class PaymentResult:
     failure_reason: str = ""
 
 
+def confirm_refused(
+    user_id: str, tickets: Sequence[HeldTicket], wanted: int, now: dt.datetime
+) -> DomainError:
+    """Why the store refused to take payment for these tickets (it checks what
+    ``ensure_payable`` does, with its own clock: a hold it saw lapse is expired)."""
+    try:
+        ensure_payable(user_id, tickets, wanted, now)
+    except DomainError as refusal:
+        return refusal
+    lapsed = min(tickets, key=lambda t: t.hold_expire_time or now) if tickets else None
+    return FailedPrecondition(
+        "your hold on this ticket has expired; reserve it again",
+        reason=Reason.HOLD_EXPIRED,
+        metadata={"ticket_id": lapsed.id} if lapsed else {},
+    )
+
+
 def payment_idempotency_key(booking_id: str, payment_method_id: str) -> str:
     """One charge per booking and card: a retry reuses it, another card gets a new one."""
     return f"booking-{booking_id}-{payment_method_id}"
@@ -450,6 +467,43 @@ class PaymentRecord:
     booking_id: str
     provider_payment_id: str | None
     status: PaymentStatus
+
+
+class ConfirmOutcome(enum.Enum):
+    """What the store decided when a confirm began (migration 0017's confirm_begin)."""
+
+    PAYABLE = "PAYABLE"  # a payment attempt is recorded: charge it (unless taken already)
+    FINISHED = "FINISHED"  # the request_id names a booking no longer pending: replay it
+    REFUSED = "REFUSED"  # not payable; nothing written (confirm_refused says why)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ConfirmStart:
+    """The first phase of a confirm, decided and committed before any card is charged."""
+
+    outcome: ConfirmOutcome
+    event_id: str | None
+    tickets: list[HeldTicket]
+    # FINISHED: the booking to replay.
+    booking: Booking | None = None
+    # PAYABLE: the attempt to charge, its idempotency key and amount.
+    payment: PaymentRecord | None = None
+    idempotency_key: str = ""
+    total: Money | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Sale:
+    """The last phase: ``sold`` of ``wanted`` seats (sold < wanted: the hold was lost and
+    nothing was sold) and the booking as it is after it."""
+
+    sold: int
+    wanted: int
+    booking: Booking | None
+
+    @property
+    def complete(self) -> bool:
+        return self.wanted > 0 and self.sold == self.wanted
 
 
 class PaymentEventKind(enum.Enum):

@@ -18,7 +18,7 @@ from booking_svc.domain import (
     BestDecision,
     BestSeatsOrder,
     Booking,
-    HeldTicket,
+    ConfirmStart,
     HoldDecision,
     PaymentEvent,
     PaymentRecord,
@@ -27,6 +27,7 @@ from booking_svc.domain import (
     Reservation,
     ReserveBestAvailable,
     ReserveTickets,
+    Sale,
 )
 from booking_svc.seat_picture import SeatPicture
 
@@ -97,29 +98,6 @@ class BookingTransaction(HoldSource, Protocol):
         """Give back the user's holds: (ticket id, event id) of each seat released."""
         ...
 
-    async def held_tickets(self, ticket_ids: Sequence[str]) -> list[HeldTicket]:
-        """These tickets as they are now, locked until the transaction ends."""
-        ...
-
-    async def booking_for_request(self, user_id: str, request_id: str) -> Booking | None: ...
-
-    async def pending_booking_of(self, user_id: str, ticket_ids: Sequence[str]) -> str | None:
-        """The user's pending booking that covers exactly these tickets."""
-        ...
-
-    async def create_booking(
-        self, user_id: str, event_id: str, tickets: Sequence[HeldTicket], request_id: str | None
-    ) -> str:
-        """A pending booking of these held tickets; its id."""
-        ...
-
-    async def start_payment(
-        self, booking_id: str, idempotency_key: str, amount_minor: int, currency: str
-    ) -> PaymentRecord:
-        """The payment row of this attempt, recorded before the provider is called (the same
-        row again for the same idempotency key)."""
-        ...
-
     async def record_payment(
         self,
         payment_id: str,
@@ -127,11 +105,6 @@ class BookingTransaction(HoldSource, Protocol):
         status: PaymentStatus,
         failure_reason: str = "",
     ) -> None: ...
-
-    async def sell(self, booking_id: str) -> tuple[int, int, str | None]:
-        """Turn the booking's held tickets into sold ones, all or none, if they are still its
-        holds: (sold, wanted, event id); sold < wanted means the hold was lost."""
-        ...
 
     async def mark_refunded(self, booking_id: str, payment_id: str, refund_id: str) -> list[str]:
         """The booking is refunded and any seat it still holds goes back; those seats' ids."""
@@ -163,6 +136,34 @@ class BookingStore(HoldSource, SeatPictures, Protocol):
         self, user_id: str, before: tuple[str, str] | None, limit: int
     ) -> list[Booking]:
         """The user's bookings newest first, older than ``before`` (create time, id) if set."""
+        ...
+
+    # A confirm's three phases, each one statement in its own transaction (one round trip),
+    # committed in this order: the intent before the charge, the charge's outcome before the
+    # sale.
+
+    async def begin_confirm(
+        self, user_id: str, ticket_ids: Sequence[str], request_id: str, payment_method_id: str
+    ) -> ConfirmStart:
+        """Check and lock the tickets and record the pending booking and its payment attempt
+        (idempotency key ``payment_idempotency_key(booking, method)``), or say why not: the
+        booking a finished request_id names (replayed), or the tickets as they are when they
+        are not this user's live holds (nothing written)."""
+        ...
+
+    async def record_payment(
+        self,
+        payment_id: str,
+        provider_payment_id: str | None,
+        status: PaymentStatus,
+        failure_reason: str = "",
+    ) -> None:
+        """The provider's answer to a payment attempt, committed."""
+        ...
+
+    async def sell(self, booking_id: str) -> Sale:
+        """Turn the booking's held tickets into sold ones, all or none, if they are still its
+        holds; the booking as it is afterwards."""
         ...
 
 

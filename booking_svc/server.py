@@ -26,6 +26,11 @@ async def create_server(settings: BookingSettings) -> ServiceServer:
         master_name=settings.redis_master_name,
     )
     hold = dt.timedelta(seconds=settings.hold_seconds)
+    payments = StripePayments(
+        settings.stripe_api_key,
+        settings.stripe_api_base,
+        webhook_secret=settings.stripe_webhook_secret,
+    )
     store = BookingRepository(pool)
     pictures = (
         PictureBook(
@@ -39,11 +44,7 @@ async def create_server(settings: BookingSettings) -> ServiceServer:
     service = BookingService(
         store,
         HoldLocks(cache, int(hold.total_seconds() * 1000)),
-        StripePayments(
-            settings.stripe_api_key,
-            settings.stripe_api_base,
-            webhook_secret=settings.stripe_webhook_secret,
-        ),
+        payments,
         EventPageMarks(cache),
         admission_key=settings.admission_key,
         hold_duration=hold,
@@ -52,6 +53,7 @@ async def create_server(settings: BookingSettings) -> ServiceServer:
     binding = service_binding(BookingServiceServicer(service))
 
     async def close() -> None:
+        await payments.close()
         await cache.aclose()
         await pool.close()
 

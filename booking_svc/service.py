@@ -1,6 +1,7 @@
 """Booking use cases: reserve, confirm with payment, cancel, reconcile from webhooks.
 
-Order of effects in a confirm, chosen so that a crash anywhere loses neither a seat nor money:
+Order of effects in a confirm, chosen so that a crash anywhere loses neither a seat nor money
+(each step one statement, one round trip: migration 0017's functions):
 1. one transaction checks the holds and records a pending booking and its payment attempt;
 2. the card is charged (outside any transaction), and the outcome recorded;
 3. one transaction turns the held seats into sold ones if they are still this booking's holds;
@@ -14,6 +15,7 @@ into protos) and reach Postgres, Redis and Stripe only through the ports of
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 from collections.abc import Awaitable, Callable
@@ -29,6 +31,7 @@ from booking_svc.domain import (
     BookingStatus,
     CancelReservation,
     ConfirmBooking,
+    ConfirmOutcome,
     HoldDecision,
     HoldOutcome,
     PaymentEventKind,
@@ -42,8 +45,8 @@ from booking_svc.domain import (
     best_seats_order,
     best_seats_refused,
     canonical_ticket_ids,
+    confirm_refused,
     declined,
-    ensure_payable,
     held_reservation,
     hold_refused,
     payment_idempotency_key,
@@ -296,79 +299,60 @@ class BookingService:
                 "paymentDetails.paymentMethodId is required (a Stripe PaymentMethod id)",
                 metadata={"field": "payment_details.payment_method_id"},
             )
-        async with self._store.transaction() as tx:
-            existing = (
-                await tx.booking_for_request(user_id, command.request_id)
-                if command.request_id
-                else None
-            )
-            if existing is not None:
-                seen.event_id = existing.event_id
-                if existing.status is not BookingStatus.PENDING:
-                    return existing  # a retry of a finished confirm
-            tickets = await tx.held_tickets(ids)
-            if tickets:
-                seen.event_id = tickets[0].event_id
-            paid_already = (
-                existing is not None
-                and existing.payment is not None
-                and existing.payment.status is PaymentStatus.SUCCEEDED
-            )
-            if not paid_already:
-                ensure_payable(user_id, tickets, len(ids), self._clock())
-            booking_id = (
-                existing.id
-                if existing is not None
-                else await tx.pending_booking_of(user_id, ids)
-                or await tx.create_booking(
-                    user_id, tickets[0].event_id, tickets, command.request_id
-                )
-            )
-            total = sum(t.price_minor for t in tickets)
-            payment = await tx.start_payment(
-                booking_id,
-                payment_idempotency_key(booking_id, method),
-                total,
-                tickets[0].currency,
-            )
+        # Phase 1 (one round trip): the holds checked, the booking and the payment attempt
+        # recorded before any money moves.
+        start = await self._store.begin_confirm(user_id, ids, command.request_id, method)
+        seen.event_id = start.event_id
+        if start.outcome is ConfirmOutcome.FINISHED:
+            assert start.booking is not None
+            return start.booking  # a retry of a finished confirm
+        if start.outcome is ConfirmOutcome.REFUSED:
+            raise confirm_refused(user_id, start.tickets, len(ids), self._clock())
+        payment, total = start.payment, start.total
+        assert payment is not None and total is not None
+        key = payment_idempotency_key(payment.booking_id, method)
+        assert start.idempotency_key == key, (start.idempotency_key, key)
         replayed = payment.status is PaymentStatus.SUCCEEDED
         if replayed:
             result = PaymentResult(PaymentOutcome.SUCCEEDED, payment.provider_payment_id)
         else:
+            # Phase 2: the charge, then its outcome (one round trip) before the sale is tried.
             result = await self._payments.charge(
-                amount_minor=total,
-                currency=tickets[0].currency,
+                amount_minor=total.amount_minor,
+                currency=total.currency,
                 payment_method_id=method,
-                idempotency_key=payment_idempotency_key(booking_id, method),
-                metadata={"booking_id": booking_id, "user_id": user_id},
+                idempotency_key=key,
+                metadata={"booking_id": payment.booking_id, "user_id": user_id},
             )
-            async with self._store.transaction() as tx:
-                await tx.record_payment(
-                    payment.id,
-                    result.provider_payment_id,
-                    PaymentStatus.SUCCEEDED
-                    if result.outcome is PaymentOutcome.SUCCEEDED
-                    else PaymentStatus.FAILED,
-                    result.failure_reason,
-                )
+            await self._store.record_payment(
+                payment.id,
+                result.provider_payment_id,
+                PaymentStatus.SUCCEEDED
+                if result.outcome is PaymentOutcome.SUCCEEDED
+                else PaymentStatus.FAILED,
+                result.failure_reason,
+            )
         if result.outcome is PaymentOutcome.DECLINED:
             metrics.PAYMENTS.labels("declined").inc()
             raise declined(result)
         if not replayed:  # a payment of this call, not a replay of an earlier one
             metrics.PAYMENTS.labels("succeeded").inc()
         assert result.provider_payment_id is not None
-        return await self._settle(booking_id, payment.id, result.provider_payment_id)
+        return await self._settle(payment.booking_id, payment.id, result.provider_payment_id)
 
     async def _settle(self, booking_id: str, payment_id: str, provider_payment_id: str) -> Booking:
-        """Money is taken: book the seats if they are still this booking's, else refund."""
-        async with self._store.transaction() as tx:
-            sold, wanted, event_id = await tx.sell(booking_id)
-            booking = await tx.booking(booking_id)
+        """Money is taken: book the seats if they are still this booking's, else refund.
+        Phase 3 of a confirm (one round trip when the seats are sold)."""
+        sale = await self._store.sell(booking_id)
+        booking = sale.booking
         assert booking is not None
-        if wanted and sold == wanted:
+        event_id = booking.event_id
+        if sale.complete:
             metrics.BOOKINGS_CONFIRMED.labels(metrics.event_label(event_id)).inc()
-            await self._locks.release(booking.user_id, booking.ticket_ids)
-            await self._changed(event_id)
+            # Both best effort and independent: sent together, one wait instead of two.
+            await asyncio.gather(
+                self._locks.release(booking.user_id, booking.ticket_ids), self._changed(event_id)
+            )
             return booking
         if booking.status is BookingStatus.REFUNDED:
             refund = booking.payment.refund_id if booking.payment is not None else None

@@ -6,8 +6,9 @@ On only when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set (the standard variable, e.g.
 batched in a background thread, named after the component (``service.name``), and
 - the gRPC server continues the caller's W3C ``traceparent`` (Envoy forwards it) with one server
   span per call (``server_interceptors``, installed by ``build_server``);
-- Postgres (psycopg 3), Redis (redis-py, asyncio included) and HTTP through urllib3 (the search
-  engine clients, and Stripe, which uses requests) get client spans as children of it;
+- Postgres (psycopg 3), Redis (redis-py, asyncio included), HTTP through urllib3 (the search
+  engine clients) and through aiohttp (booking's Stripe calls) get client spans as children of
+  it;
 - every JSON log line written inside a span carries its ``trace_id`` and ``span_id``
   (``ticketing_common.logs``).
 
@@ -44,6 +45,7 @@ def configure(component: str) -> bool:
         return _enabled
     from opentelemetry import trace
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
     from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
     from opentelemetry.instrumentation.redis import RedisInstrumentor
     from opentelemetry.instrumentation.urllib3 import URLLib3Instrumentor
@@ -62,6 +64,7 @@ def configure(component: str) -> bool:
     PsycopgInstrumentor().instrument(tracer_provider=provider)
     RedisInstrumentor().instrument(tracer_provider=provider)
     URLLib3Instrumentor().instrument(tracer_provider=provider)
+    AioHttpClientInstrumentor().instrument(tracer_provider=provider)
     _enabled = True
     log.info("tracing on: spans exported over OTLP/HTTP to %s", endpoint())
     return True

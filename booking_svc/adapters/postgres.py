@@ -27,6 +27,8 @@ from booking_svc.domain import (
     BestSeatsOrder,
     Booking,
     BookingStatus,
+    ConfirmOutcome,
+    ConfirmStart,
     HeldTicket,
     Hold,
     HoldDecision,
@@ -39,6 +41,7 @@ from booking_svc.domain import (
     ReservationState,
     ReserveBestAvailable,
     ReserveTickets,
+    Sale,
     SaleWindow,
 )
 from booking_svc.seat_picture import SeatPicture, SeatTicket, SectionPlan
@@ -103,7 +106,7 @@ def _batch_params(orders: Sequence[Order]) -> tuple[Any, ...]:
 
 
 # The same with blocks proposed by the process's seat picture among the orders (migration
-# 0017): a proposed block that holds one of its buyer's own seats is refused, not re-held.
+# 0018): a proposed block that holds one of its buyer's own seats is refused, not re-held.
 _HOLD_PICKED_BATCH = """
     SELECT req, outcome, event_id::text, on_sale_time, start_time, queue_enabled,
            max_tickets_per_user, already, held_ids::text[], held_prices, held_currencies,
@@ -220,10 +223,42 @@ _BOOKING_GROUP = (
 )
 
 
-class _HoldLost(Exception):
-    def __init__(self, sold: int) -> None:
-        super().__init__(sold)
-        self.sold = sold
+# A confirm's phases, one statement each (migration 0017): the checks, the pending booking and
+# its payment attempt; the payment's outcome; the sale.
+_CONFIRM_BEGIN = """
+    SELECT outcome, event_id::text, booking_id::text, payment_id::text, payment_key,
+           provider_payment_id, payment_status, total_minor, currency, ticket_ids::text[],
+           ticket_events::text[], ticket_statuses, ticket_holders, ticket_expire_times,
+           ticket_prices, ticket_currencies
+    FROM confirm_begin(%s, %s::uuid[], %s, %s)
+"""
+
+_RECORD_PAYMENT = """
+    UPDATE payments SET provider_payment_id = coalesce(%s, provider_payment_id),
+        status = %s, failure_reason = nullif(%s, '')
+    WHERE id = %s
+"""
+
+_CONFIRM_SELL = "SELECT * FROM confirm_sell(%s)"
+
+
+def _confirm_start(row: Sequence[Any] | None) -> ConfirmStart:
+    assert row is not None
+    outcome, event_id, booking_id, payment_id, key, provider_id, status, total, currency = row[:9]
+    tickets = [HeldTicket(*t) for t in zip(*row[9:16], strict=True)]
+    payment = (
+        PaymentRecord(payment_id, booking_id, provider_id, PaymentStatus(status))
+        if payment_id
+        else None
+    )
+    return ConfirmStart(
+        ConfirmOutcome(outcome),
+        event_id,
+        tickets,
+        payment=payment,
+        idempotency_key=key or "",
+        total=Money(currency, int(total)) if payment_id else None,
+    )
 
 
 def _booking(row: Sequence[Any]) -> Booking:
@@ -347,7 +382,7 @@ class BookingRepository:
         admitted_event: str | None,
     ) -> HoldDecision:
         """A block proposed by a seat picture, held like single seats (the same batches), but
-        refused if it holds one of the user's own seats already (migration 0017)."""
+        refused if it holds one of the user's own seats already (migration 0018)."""
         order = (user_id, ticket_ids, duration, admitted_event, True)
         if self._group_commit:
             return await self.batcher.hold(order)
@@ -431,6 +466,42 @@ class BookingRepository:
         by_order = {int(row[0]): _best_decision(row[1:]) for row in rows}
         return [by_order[i + 1] for i in range(len(orders))]
 
+    async def begin_confirm(
+        self, user_id: str, ticket_ids: Sequence[str], request_id: str, payment_method_id: str
+    ) -> ConfirmStart:
+        """Phase 1 of a confirm in one statement (``confirm_begin``), committed; a replay of a
+        finished request_id reads its booking too."""
+        params = (user_id, list(ticket_ids), request_id or None, payment_method_id)
+        row = await self._one_statement(_CONFIRM_BEGIN, params)
+        start = _confirm_start(row)
+        if start.outcome is ConfirmOutcome.FINISHED:
+            booking = await self.booking(row[2])
+            return dataclasses.replace(start, booking=booking)
+        return start
+
+    async def record_payment(
+        self,
+        payment_id: str,
+        provider_payment_id: str | None,
+        status: PaymentStatus,
+        failure_reason: str = "",
+    ) -> None:
+        """Phase 2: the provider's answer, one statement, committed."""
+        params = (provider_payment_id, status.value, failure_reason, payment_id)
+        with _unavailable_when_down():
+            async with self._pool.connection() as conn:
+                await conn.set_autocommit(True)
+                try:
+                    await conn.execute(_RECORD_PAYMENT, params)
+                finally:
+                    await conn.set_autocommit(False)
+
+    async def sell(self, booking_id: str) -> Sale:
+        """Phase 3 in one statement (``confirm_sell``), committed."""
+        row = await self._one_statement(_CONFIRM_SELL, (booking_id,))
+        assert row is not None
+        return Sale(int(row[0]), int(row[1]), _booking(row[2:]) if row[2] else None)
+
     async def bookings_of(
         self, user_id: str, before: tuple[str, str] | None, limit: int
     ) -> list[Booking]:
@@ -496,7 +567,7 @@ class BookingTx:
         duration: dt.timedelta,
         admitted_event: str | None,
     ) -> HoldDecision:
-        """A proposed block (migration 0017) inside this transaction."""
+        """A proposed block (migration 0018) inside this transaction."""
         order = (user_id, ticket_ids, duration, admitted_event, True)
         cur = await self.conn.execute(_HOLD_PICKED_BATCH, _picked_batch_params([order]))
         return _batch_decisions([order], await cur.fetchall())[0]
@@ -528,88 +599,6 @@ class BookingTx:
         )
         return [(r[0], r[1]) for r in await cur.fetchall()]
 
-    async def held_tickets(self, ticket_ids: Sequence[str]) -> list[HeldTicket]:
-        cur = await self.conn.execute(
-            """
-            SELECT id::text, event_id::text, status, holder_user_id, hold_expire_time,
-                   price_minor, currency
-            FROM tickets WHERE id = ANY(%s::uuid[]) ORDER BY id FOR UPDATE
-            """,
-            (list(ticket_ids),),
-        )
-        return [HeldTicket(*r) for r in await cur.fetchall()]
-
-    async def booking_for_request(self, user_id: str, request_id: str) -> Booking | None:
-        cur = await self.conn.execute(
-            f"{_BOOKING_SELECT} WHERE b.user_id = %s AND b.request_id = %s {_BOOKING_GROUP}",
-            (user_id, request_id),
-        )
-        row = await cur.fetchone()
-        return _booking(row) if row else None
-
-    async def pending_booking_of(self, user_id: str, ticket_ids: Sequence[str]) -> str | None:
-        """The user's pending booking that already covers exactly these held tickets."""
-        cur = await self.conn.execute(
-            """
-            SELECT b.id::text FROM bookings b
-            WHERE b.user_id = %s AND b.status = 'pending'
-              AND (SELECT array_agg(ticket_id ORDER BY ticket_id) FROM booking_tickets
-                   WHERE booking_id = b.id) = (SELECT array_agg(x ORDER BY x)
-                                               FROM unnest(%s::uuid[]) x)
-            ORDER BY b.create_time DESC LIMIT 1
-            """,
-            (user_id, list(ticket_ids)),
-        )
-        row = await cur.fetchone()
-        return row[0] if row else None
-
-    async def create_booking(
-        self, user_id: str, event_id: str, tickets: Sequence[HeldTicket], request_id: str | None
-    ) -> str:
-        cur = await self.conn.execute(
-            """
-            INSERT INTO bookings (user_id, event_id, status, total_minor, currency, request_id)
-            VALUES (%s, %s, 'pending', %s, %s, %s) RETURNING id::text
-            """,
-            (
-                user_id,
-                event_id,
-                sum(t.price_minor for t in tickets),
-                tickets[0].currency,
-                request_id or None,
-            ),
-        )
-        row = await cur.fetchone()
-        assert row is not None
-        booking_id: str = row[0]
-        async with self.conn.cursor() as c:
-            await c.executemany(
-                "INSERT INTO booking_tickets (booking_id, ticket_id) VALUES (%s, %s)",
-                [(booking_id, t.id) for t in tickets],
-            )
-        await self.conn.execute(
-            "UPDATE tickets SET booking_id = %s WHERE id = ANY(%s::uuid[])",
-            (booking_id, [t.id for t in tickets]),
-        )
-        return booking_id
-
-    async def start_payment(
-        self, booking_id: str, idempotency_key: str, amount_minor: int, currency: str
-    ) -> PaymentRecord:
-        """The payment row for this attempt (the same row again for the same key)."""
-        cur = await self.conn.execute(
-            """
-            INSERT INTO payments (booking_id, idempotency_key, amount_minor, currency, status)
-            VALUES (%s, %s, %s, %s, 'requires_action')
-            ON CONFLICT (idempotency_key) DO UPDATE SET idempotency_key = EXCLUDED.idempotency_key
-            RETURNING id::text, provider_payment_id, status
-            """,
-            (booking_id, idempotency_key, amount_minor, currency),
-        )
-        row = await cur.fetchone()
-        assert row is not None
-        return PaymentRecord(row[0], booking_id, row[1], PaymentStatus(row[2]))
-
     async def record_payment(
         self,
         payment_id: str,
@@ -618,52 +607,8 @@ class BookingTx:
         failure_reason: str = "",
     ) -> None:
         await self.conn.execute(
-            """
-            UPDATE payments SET provider_payment_id = coalesce(%s, provider_payment_id),
-                status = %s, failure_reason = nullif(%s, '')
-            WHERE id = %s
-            """,
-            (provider_payment_id, status.value, failure_reason, payment_id),
+            _RECORD_PAYMENT, (provider_payment_id, status.value, failure_reason, payment_id)
         )
-
-    async def sell(self, booking_id: str) -> tuple[int, int, str | None]:
-        """Turn the booking's held tickets into sold ones if they are still its holds.
-        Returns (sold, wanted, event id); sold < wanted means the hold was lost."""
-        cur = await self.conn.execute(
-            """
-            SELECT b.user_id, b.event_id::text, b.status,
-                   (SELECT count(*) FROM booking_tickets WHERE booking_id = b.id)
-            FROM bookings b WHERE b.id = %s FOR UPDATE
-            """,
-            (booking_id,),
-        )
-        row = await cur.fetchone()
-        if row is None:
-            return 0, 0, None
-        user_id, event_id, status, wanted = row
-        if status == "confirmed":
-            return wanted, wanted, event_id
-        if status != "pending":
-            return 0, wanted, event_id
-        try:
-            async with self.conn.transaction():  # a savepoint: a partial sale is undone
-                cur = await self.conn.execute(
-                    """
-                    UPDATE tickets SET status = 'booked', hold_expire_time = NULL
-                    WHERE id IN (SELECT ticket_id FROM booking_tickets WHERE booking_id = %s)
-                      AND status = 'held' AND holder_user_id = %s AND booking_id = %s
-                    """,
-                    (booking_id, user_id, booking_id),
-                )
-                if cur.rowcount != wanted:
-                    raise _HoldLost(cur.rowcount)
-        except _HoldLost as lost:
-            return lost.sold, wanted, event_id
-        await self.conn.execute(
-            "UPDATE bookings SET status = 'confirmed', confirm_time = now() WHERE id = %s",
-            (booking_id,),
-        )
-        return wanted, wanted, event_id
 
     async def mark_refunded(self, booking_id: str, payment_id: str, refund_id: str) -> list[str]:
         """After a lost hold: the booking is refunded and any seat it still holds goes back."""

@@ -4,7 +4,7 @@ have) race for one event against the real Postgres, with single-seat buyers taki
 under them, and every party is seated once, side by side, as Postgres holds it.
 
 The same checker sees two pictures hand out the same seats when nobody asks Postgres (the
-control), and the proposed-block statement (migration 0017) is shown refusing a buyer's own
+control), and the proposed-block statement (migration 0018) is shown refusing a buyer's own
 seats, which the single-seat function would hand back to them as if new."""
 
 from __future__ import annotations

@@ -263,6 +263,158 @@ def test_retries_with_a_request_id_neither_double_hold_nor_double_charge(
     assert error_reason(err.value) == "REQUEST_ID_REUSED"
 
 
+def _stripe(stack) -> stripe.StripeClient:
+    return stripe.StripeClient(
+        stripe_secrets(StateDir(stack.state_dir)).api_key,
+        base_addresses={"api": stack.stripe_api_base},
+    )
+
+
+def _kept_charges(stack, user: str) -> list[str]:
+    """The fake Stripe's succeeded PaymentIntents made for ``user`` (booking names the user in
+    each one's metadata) that no refund gave back: what the buyer paid in the end."""
+    client = _stripe(stack)
+    paid = [
+        intent["id"]
+        for intent in (
+            i.to_dict()
+            for i in client.v1.payment_intents.list(params={"limit": 100}).auto_paging_iter()
+        )
+        if (intent.get("metadata") or {}).get("user_id") == user and intent["status"] == "succeeded"
+    ]
+    refunded = {
+        r.payment_intent for r in client.v1.refunds.list(params={"limit": 100}).auto_paging_iter()
+    }
+    return sorted(set(paid) - refunded)
+
+
+async def _confirms_at_once(stack, user: str, ticket: str, request_ids: list[str]) -> list:
+    """One confirm per request id, all sent at once (a buyer's two tabs); each answer is the
+    booking or the error's reason."""
+    async with grpc.aio.insecure_channel(stack.gateway) as channel:
+        stub = booking_pb2_grpc.BookingServiceStub(channel)
+
+        async def one(request_id: str):
+            request = booking_pb2.ConfirmBookingRequest(
+                ticket_id=ticket,
+                payment_details=booking_pb2.PaymentDetails(payment_method_id=VISA),
+                request_id=request_id,
+            )
+            try:
+                return await stub.ConfirmBooking(request, metadata=auth(stack, user), timeout=60)
+            except grpc.aio.AioRpcError as err:
+                return error_reason(err)
+
+        return list(await asyncio.gather(*(one(r) for r in request_ids)))
+
+
+def test_two_confirms_of_one_hold_under_two_request_ids_keep_exactly_one_charge(
+    stack, catalog, operator, booking, db
+):
+    """A buyer's two tabs confirm the same hold at once, each with its own request_id. The
+    tickets' row locks put the two first phases (confirm_begin, migration 0017) one after the
+    other: the second is refused before paying if the first has sold the seat (NOT_HOLDER), or
+    pays for a booking of its own, which takes the seats over, so the first's sale finds them
+    gone and its charge is refunded (PAYMENT_REFUNDED). Either way exactly one charge is kept,
+    for the one booking sold, and each request_id replays its own first outcome without paying
+    again. Several rounds, since which way a round goes depends on timing."""
+    endings: dict[str, int] = {}
+    for n in range(6):
+        _, tickets = new_event(catalog, operator, seats=1)
+        user = f"two-tabs-{n}-{uuid.uuid4().hex[:8]}"
+        reserve(booking, stack, user, tickets[0])
+        request_ids = [uuid.uuid4().hex, uuid.uuid4().hex]
+        answers = asyncio.run(_confirms_at_once(stack, user, tickets[0], request_ids))
+        sold = [a for a in answers if not isinstance(a, str)]
+        refused = [a for a in answers if isinstance(a, str)]
+        assert len(sold) == 1 and sold[0].status == booking_pb2.BOOKING_STATUS_CONFIRMED, answers
+        assert len(refused) == 1 and refused[0] in {"NOT_HOLDER", "PAYMENT_REFUNDED"}, answers
+        endings[refused[0]] = endings.get(refused[0], 0) + 1
+        assert sold_once(db, tickets) == {tickets[0]: 1}
+        kept = _kept_charges(stack, user)
+        assert kept == [sold[0].payment.provider_payment_id]
+        # Each request_id again: the sale replays as it was, the other is not charged again.
+        winner = request_ids[answers.index(sold[0])]
+        loser = request_ids[1 - answers.index(sold[0])]
+        again = confirm(booking, stack, user, tickets[0], request_id=winner)
+        assert (again.id, again.payment.provider_payment_id) == (
+            sold[0].id,
+            sold[0].payment.provider_payment_id,
+        )
+        try:
+            replayed = confirm(booking, stack, user, tickets[0], request_id=loser)
+            assert refused[0] == "PAYMENT_REFUNDED"
+            assert replayed.status == booking_pb2.BOOKING_STATUS_REFUNDED
+        except grpc.RpcError as err:
+            assert error_reason(err) == refused[0] == "NOT_HOLDER"
+        assert _kept_charges(stack, user) == kept
+    print(f"6 rounds of two tabs: the second refused or refunded {endings}")
+
+
+def test_control_two_payments_under_one_idempotency_key_are_both_kept_by_the_fake(stack):
+    """The control of the test above: two confirms sharing one booking would send one
+    idempotency key twice (the pre-0017 rule did, for two request ids), and only the provider's
+    deduplication would then stop the second charge. The local fake has none, and the same
+    detector sees both charges kept, so the test above can see a double charge."""
+    user = f"one-key-{uuid.uuid4().hex[:8]}"
+    client = _stripe(stack)
+    for _ in range(2):
+        client.v1.payment_intents.create(
+            params={
+                "amount": 5000,
+                "currency": "eur",
+                "payment_method": VISA,
+                "confirm": True,
+                "payment_method_types": ["card"],
+                "metadata": {"booking_id": "shared", "user_id": user},
+            },
+            options={"idempotency_key": f"booking-shared-{VISA}-{user}"},
+        )
+    assert len(_kept_charges(stack, user)) == 2
+
+
+def test_confirm_begin_and_sell_decide_two_request_ids_in_the_order_that_loses_money_otherwise(
+    stack, catalog, operator, booking, db
+):
+    """migration 0017's functions called as booking calls them, in the interleaving the race
+    above only sometimes produces: the first tab's payment attempt recorded, then the second
+    tab's before the first has sold. The second gets a booking of its own (another idempotency
+    key, so no provider can fold the two charges into one), the first's sale then sells nothing
+    and writes nothing, the second's sells; a finished request_id is then replayed."""
+    _, tickets = new_event(catalog, operator, seats=1)
+    user = f"interleaved-{uuid.uuid4().hex[:8]}"
+    reserve(booking, stack, user, tickets[0])
+    with psycopg.connect(stack.database_url, user="ticketing_booking", autocommit=True) as conn:
+
+        def begin(request_id):
+            return conn.execute(
+                "SELECT outcome, booking_id::text, payment_key, payment_status"
+                " FROM confirm_begin(%s, %s::uuid[], %s, %s)",
+                (user, [tickets[0]], request_id, VISA),
+            ).fetchone()
+
+        def sell(booking_id):
+            return conn.execute(
+                "SELECT sold, wanted, b_status FROM confirm_sell(%s)", (booking_id,)
+            ).fetchone()
+
+        first = begin("tab-1")
+        assert first[0] == "PAYABLE" and first[3] == "requires_action"
+        assert first[2] == f"booking-{first[1]}-{VISA}"  # domain.payment_idempotency_key
+        assert begin("tab-1")[1:3] == first[1:3]  # a retry: the same booking and attempt
+        second = begin("tab-2")
+        assert second[0] == "PAYABLE" and second[1] != first[1] and second[2] != first[2]
+        assert sell(first[1]) == (0, 1, "pending")  # the seats went to the second tab
+        assert sell(second[1]) == (1, 1, "confirmed")
+        assert sell(second[1]) == (1, 1, "confirmed")  # selling again changes nothing
+        assert begin("tab-2")[:2] == ("FINISHED", second[1])
+        assert begin("tab-3")[0] == "REFUSED"  # sold: not this user's hold any more
+    assert sold_once(db, tickets) == {tickets[0]: 1}
+    assert db.execute(
+        "SELECT status, booking_id::text FROM tickets WHERE id = %s", (tickets[0],)
+    ).fetchone() == ("booked", second[1])
+
+
 def test_a_declined_card_keeps_the_hold_for_another_card(stack, catalog, operator, booking, db):
     _, tickets = new_event(catalog, operator, seats=1)
     reserve(booking, stack, "unlucky", tickets[0])

@@ -85,6 +85,17 @@ ALLOWED = [
         "INSERT INTO bookings (user_id, event_id, total_minor, currency)"
         " VALUES ('owner-test', %(event)s, 100, 'GBP')",
     ),
+    (
+        BOOKING,
+        "begins a confirm through confirm_begin",
+        "SELECT outcome FROM confirm_begin('owner-test', ARRAY[%(ticket)s]::uuid[], NULL,"
+        " 'pm_card_visa')",
+    ),
+    (
+        BOOKING,
+        "sells a booking through confirm_sell",
+        "SELECT sold FROM confirm_sell(gen_random_uuid())",
+    ),
     (BOOKING, "reads its payments", "SELECT count(*) FROM payments"),
     (BOOKING, "reads the sale's rules", "SELECT max_tickets_per_user FROM events LIMIT 1"),
     (CDC, "reads the published tables", "SELECT count(*) FROM venues, performers, events LIMIT 1"),
@@ -104,6 +115,11 @@ REFUSED = [
         "writes a booking",
         "INSERT INTO bookings (user_id, event_id, total_minor, currency)"
         " VALUES ('owner-test', %(event)s, 100, 'GBP')",
+    ),
+    (
+        CATALOG,
+        "sells a booking",
+        "SELECT sold FROM confirm_sell(gen_random_uuid())",
     ),
     (CATALOG, "reads payments", "SELECT count(*) FROM payments"),
     (CATALOG, "deletes a ticket", "DELETE FROM tickets WHERE id = %(ticket)s"),

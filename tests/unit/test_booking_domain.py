@@ -11,6 +11,7 @@ from booking_svc.domain import (
     SaleWindow,
     best_seats_order,
     best_seats_refused,
+    confirm_refused,
     ensure_payable,
     hold_refused,
     payment_idempotency_key,
@@ -93,6 +94,14 @@ def test_only_the_holder_of_a_live_hold_may_pay():
     with pytest.raises(FailedPrecondition) as err:
         ensure_payable("alice", [_held(expires=NOW)], 1, NOW)
     assert err.value.reason == "HOLD_EXPIRED"
+
+
+def test_a_confirm_the_store_refused_reads_as_the_rule_it_broke():
+    assert confirm_refused("bob", [_held()], 1, NOW).reason == "NOT_HOLDER"
+    assert confirm_refused("alice", [], 1, NOW).reason == "TICKET_NOT_FOUND"
+    # The store's clock saw the hold lapse a moment before this process's clock does: expired.
+    nearly = confirm_refused("alice", [_held(expires=NOW + dt.timedelta(milliseconds=5))], 1, NOW)
+    assert nearly.reason == "HOLD_EXPIRED" and nearly.metadata == {"ticket_id": A}
 
 
 def test_one_charge_per_booking_and_card():

@@ -6,7 +6,8 @@ that leaves the hold and sells nothing, a payment that outlived its hold refunde
 available seats side by side or NO_ADJACENT_SEATS, and a cancel that gives the seats back.
 
 The fake store decides holds the way migration 0006/0007's functions do (the outcome codes and
-the facts that explain them); the integration tests (tests/integration/test_booking.py,
+the facts that explain them), and a confirm's phases the way 0017's confirm_begin and
+confirm_sell do; the integration tests (tests/integration/test_booking.py,
 test_best_available.py) hold the real Postgres to the same answers."""
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from booking_svc.domain import (
     BookingStatus,
     CancelReservation,
     ConfirmBooking,
+    ConfirmOutcome,
+    ConfirmStart,
     HeldTicket,
     Hold,
     HoldDecision,
@@ -46,12 +49,16 @@ from booking_svc.domain import (
     ReservationState,
     ReserveBestAvailable,
     ReserveTickets,
+    Sale,
     SaleWindow,
+    ensure_payable,
+    payment_idempotency_key,
 )
 from booking_svc.ports import WebhookSignatureInvalid
 from booking_svc.service import BookingService
 from ticketing_common import admission
 from ticketing_common.errors import (
+    DomainError,
     FailedPrecondition,
     InvalidArgument,
     NotFound,
@@ -261,6 +268,94 @@ class FakeStore:
             mine = [b for b in mine if (b["create_time"], b["id"]) < cursor]
         return [b for b in (self.booking_now(r["id"]) for r in mine[:limit]) if b is not None]
 
+    # --- a confirm's phases, each its own transaction (migration 0017's functions) ---------
+
+    async def begin_confirm(
+        self, user_id: str, ticket_ids: Sequence[str], request_id: str, payment_method_id: str
+    ) -> ConfirmStart:
+        async with self.transaction() as tx:
+            seats = sorted(
+                (self.state.seats[t] for t in ticket_ids if t in self.state.seats),
+                key=lambda s: s.id,
+            )
+            tickets = [
+                HeldTicket(
+                    s.id,
+                    s.event_id,
+                    s.status,
+                    s.holder,
+                    s.hold_expire_time,
+                    s.price_minor,
+                    s.currency,
+                )
+                for s in seats
+            ]
+            event_id = tickets[0].event_id if tickets else None
+            booking, paid = None, False
+            if request_id:
+                booking = await tx.booking_for_request(user_id, request_id)
+                if booking is not None and booking.status is not BookingStatus.PENDING:
+                    return ConfirmStart(
+                        ConfirmOutcome.FINISHED, booking.event_id, tickets, booking=booking
+                    )
+                paid = booking is not None and self._paid(booking.id)
+            pointed = {s.booking_id for s in seats}
+            if booking is None and len(pointed) == 1 and None not in pointed:
+                candidate = self.state.bookings.get(str(next(iter(pointed))))
+                if (
+                    candidate is not None
+                    and candidate["user_id"] == user_id
+                    and candidate["status"] is BookingStatus.PENDING
+                    and sorted(candidate["ticket_ids"]) == [t.id for t in tickets]
+                    and (
+                        (candidate["request_id"] or "") == request_id or self._paid(candidate["id"])
+                    )
+                ):
+                    booking = self.booking_now(candidate["id"])
+                    paid = self._paid(candidate["id"])
+            if not paid:
+                try:
+                    ensure_payable(user_id, tickets, len(ticket_ids), self.clock.now)
+                except DomainError:
+                    return ConfirmStart(ConfirmOutcome.REFUSED, event_id, tickets)
+            booking_id = (
+                booking.id
+                if booking is not None
+                else await tx.create_booking(user_id, str(event_id), tickets, request_id)
+            )
+            key = payment_idempotency_key(booking_id, payment_method_id)
+            total = Money(tickets[0].currency, sum(t.price_minor for t in tickets))
+            payment = await tx.start_payment(booking_id, key, total.amount_minor, total.currency)
+            return ConfirmStart(
+                ConfirmOutcome.PAYABLE,
+                event_id,
+                tickets,
+                payment=payment,
+                idempotency_key=key,
+                total=total,
+            )
+
+    def _paid(self, booking_id: str) -> bool:
+        return any(
+            p["booking_id"] == booking_id and p["status"] is PaymentStatus.SUCCEEDED
+            for p in self.state.payments.values()
+        )
+
+    async def record_payment(
+        self,
+        payment_id: str,
+        provider_payment_id: str | None,
+        status: PaymentStatus,
+        failure_reason: str = "",
+    ) -> None:
+        async with self.transaction() as tx:
+            await tx.record_payment(payment_id, provider_payment_id, status, failure_reason)
+
+    async def sell(self, booking_id: str) -> Sale:
+        async with self.transaction() as tx:
+            sold, wanted, _ = await tx.sell(booking_id)
+            return Sale(sold, wanted, await tx.booking(booking_id))
+
     def booking_now(self, booking_id: str) -> Booking | None:
         row = self.state.bookings.get(booking_id)
         if row is None:
@@ -342,32 +437,10 @@ class FakeTx:
                 released.append((seat.id, seat.event_id))
         return released
 
-    async def held_tickets(self, ticket_ids: Sequence[str]) -> list[HeldTicket]:
-        seats = sorted(
-            (self._state.seats[t] for t in ticket_ids if t in self._state.seats),
-            key=lambda s: s.id,
-        )
-        return [
-            HeldTicket(
-                s.id, s.event_id, s.status, s.holder, s.hold_expire_time, s.price_minor, s.currency
-            )
-            for s in seats
-        ]
-
     async def booking_for_request(self, user_id: str, request_id: str) -> Booking | None:
         for row in self._state.bookings.values():
             if row["user_id"] == user_id and row["request_id"] == request_id:
                 return self._store.booking_now(row["id"])
-        return None
-
-    async def pending_booking_of(self, user_id: str, ticket_ids: Sequence[str]) -> str | None:
-        for row in self._state.bookings.values():
-            if (
-                row["user_id"] == user_id
-                and row["status"] is BookingStatus.PENDING
-                and sorted(row["ticket_ids"]) == sorted(ticket_ids)
-            ):
-                return str(row["id"])
         return None
 
     async def create_booking(
