@@ -12,7 +12,11 @@ identical events of rows x seats tickets, then:
     the answer is NO_ADJACENT_SEATS.
 
 Checks that every seat is held at most once and every party's seats are adjacent in one row.
-Prints holds/s and seats/s of both and the ratio, and appends them to bench/RESULTS.md.
+Prints holds/s and seats/s of both and the ratio, and how the best-available orders were
+answered (booking's ``ticketing_best_available_picks_total``: held from a process's seat
+picture, proposals Postgres refused, answered by ``hold_best_available``), and appends them to
+bench/RESULTS.md. ``TICKETING_BEST_AVAILABLE_PICTURE=false`` in the environment runs the stack
+without the pictures (every order is ``hold_best_available``'s), for before/after pairs.
 """
 
 from __future__ import annotations
@@ -29,11 +33,20 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 import grpc
 import psycopg
-from booking_holds import RESULTS, TICKETING, create_event, percentile, reserve_all
+from booking_holds import (
+    RESULTS,
+    TICKETING,
+    StackCpu,
+    _cpu_line,
+    create_event,
+    percentile,
+    reserve_all,
+)
 from common import free_layout
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
@@ -41,6 +54,7 @@ from ticketing.booking.v1 import booking_pb2, booking_pb2_grpc
 from ticketing.catalog.v1 import catalog_pb2_grpc
 
 from deploy.stack.keys import mint_token
+from deploy.stack.ports import OFFSETS
 from deploy.stack.state import StackConfig, StateDir
 
 
@@ -98,6 +112,22 @@ async def best_all(gateway: str, tokens: list[str], event_id: str, buyers: int) 
     }
 
 
+PICKS = "ticketing_best_available_picks_total"
+
+
+def picks(port: int) -> dict[str, float]:
+    """Booking's best-available answers so far, by how (summed over its processes)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    counts: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith(PICKS + "{"):
+            series, _, value = line.rpartition(" ")
+            outcome = series.split('outcome="', 1)[1].split('"', 1)[0]
+            counts[outcome] = counts.get(outcome, 0.0) + float(value)
+    return counts
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--buyers", type=int, default=64)
@@ -132,8 +162,21 @@ def main() -> None:
             best_event, _ = create_event(
                 catalog, operator, rows=args.rows, seats=args.seats, day=810
             )
+        cpu = StackCpu(state)
+        before = cpu.sample()
         single = asyncio.run(reserve_all(gateway, tokens[:capacity], single_tickets, args.buyers))
+        single["cpu"] = StackCpu.per_unit(before, cpu.sample(), single["holds"])
+        metrics_port = ports.base + OFFSETS["booking-metrics"]
+        picks_before = picks(metrics_port)
+        before = cpu.sample()
         best = asyncio.run(best_all(gateway, tokens[capacity:], best_event, args.buyers))
+        best["cpu"] = StackCpu.per_unit(before, cpu.sample(), best["holds"])
+        time.sleep(0.5)  # the last calls are counted as their handlers end
+        picks_after = picks(metrics_port)
+        best["picks"] = {
+            k: int(picks_after.get(k, 0) - picks_before.get(k, 0))
+            for k in ("held", "refused", "exact")
+        }
         with psycopg.connect(config.database_url) as conn:
             rows = conn.execute(
                 "SELECT id::text, row_label, seat_label::int FROM tickets WHERE event_id = %s",
@@ -147,6 +190,11 @@ def main() -> None:
         subprocess.run([*base, "down"], check=False, stdout=subprocess.DEVNULL)
         shutil.rmtree(state, ignore_errors=True)
     report(single, best, args)
+
+
+def pictures_off() -> bool:
+    flag = os.environ.get("TICKETING_BEST_AVAILABLE_PICTURE", "").strip().lower()
+    return flag in ("0", "false", "no", "off")
 
 
 def report(single: dict, best: dict, args) -> None:
@@ -171,6 +219,18 @@ def report(single: dict, best: dict, args) -> None:
         "",
         f"Best-available holds/s against single-ticket holds/s: "
         f"**{best['per_s'] / single['per_s']:.0%}** (issue 12's goal: at least 80%).",
+        "",
+        f"Seat pictures {'off' if pictures_off() else 'on'}; "
+        f"best-available orders held from a process's picture: {best['picks']['held']:,}, "
+        f"proposals refused by Postgres: {best['picks']['refused']:,}, answered by "
+        f"hold_best_available: {best['picks']['exact']:,}. Load average at the end: "
+        f"{os.getloadavg()[0]:.2f}.",
+        "",
+        "CPU per hold, ms, by process tree (the rates move with the machine's other work, the "
+        f"CPU per hold much less): (a) {_cpu_line(single['cpu'])}; total "
+        f"{sum(single['cpu'].values()):.2f}. (b) {_cpu_line(best['cpu'])}; total "
+        f"{sum(best['cpu'].values()):.2f}. CPU per single hold against CPU per best-available "
+        f"hold: **{sum(single['cpu'].values()) / max(sum(best['cpu'].values()), 1e-9):.0%}**.",
     ]
     text = "\n".join(lines) + "\n"
     print(text)

@@ -39,6 +39,13 @@ BEST_AVAILABLE = Counter(
     " outcome: TAKEN, or the reason they were refused.",
     ["event_id", "outcome"],
 )
+BEST_PICKS = Counter(
+    "ticketing_best_available_picks_total",
+    "How best-available requests were answered: held (a block proposed by the process's seat"
+    " picture), refused (a proposal Postgres refused: seats taken elsewhere, or the sale's"
+    " checks), exact (hold_best_available itself answered).",
+    ["outcome"],
+)
 TICKETS_HELD = Counter("ticketing_tickets_held_total", "Tickets put on hold.", ["event_id"])
 CONFIRMS = Counter(
     "ticketing_confirms_total",

@@ -29,6 +29,7 @@ from booking_svc.domain import (
     ReserveTickets,
     Sale,
 )
+from booking_svc.seat_picture import SeatPicture
 
 
 class HoldSource(Protocol):
@@ -43,6 +44,18 @@ class HoldSource(Protocol):
         admitted_event: str | None,
     ) -> HoldDecision: ...
 
+    async def hold_picked(
+        self,
+        user_id: str,
+        ticket_ids: Sequence[str],
+        duration: dt.timedelta,
+        admitted_event: str | None,
+    ) -> HoldDecision:
+        """``hold_tickets`` for a block a seat picture proposed: decided the same way, except
+        that a block holding one of the user's own seats is refused (TICKET_UNAVAILABLE, the
+        other seats obtainable), never handed to them again as new ones."""
+        ...
+
     async def hold_best_available(
         self,
         user_id: str,
@@ -50,6 +63,18 @@ class HoldSource(Protocol):
         duration: dt.timedelta,
         admitted_event: str | None,
     ) -> BestDecision: ...
+
+
+class SeatPictures(Protocol):
+    """Where a booking process reads an event's seats for its picture (Postgres)."""
+
+    async def seat_picture(self, event_id: str) -> SeatPicture | None:
+        """The event's seats as they are now; None if there is no such event."""
+        ...
+
+    async def free_seat_ids(self, event_id: str, place: tuple[str, str] | None) -> list[str]:
+        """The available tickets of one (section, row) of the event, or of all of it."""
+        ...
 
 
 class BookingTransaction(HoldSource, Protocol):
@@ -94,7 +119,7 @@ class BookingTransaction(HoldSource, Protocol):
     async def booking(self, booking_id: str) -> Booking | None: ...
 
 
-class BookingStore(HoldSource, Protocol):
+class BookingStore(HoldSource, SeatPictures, Protocol):
     """Postgres, the source of truth: holds on their own (one round trip each), reads, and
     transactions for everything else."""
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import datetime as dt
 
 from booking_svc.adapters.holds import HoldLocks
+from booking_svc.adapters.lanes import RedisLanes
 from booking_svc.adapters.page_cache import EventPageMarks
 from booking_svc.adapters.payments import StripePayments
 from booking_svc.adapters.postgres import BookingRepository
+from booking_svc.best_available import PictureBook
 from booking_svc.service import BookingService
 from booking_svc.servicer import BookingServiceServicer, service_binding
 from booking_svc.settings import BookingSettings
@@ -29,13 +31,24 @@ async def create_server(settings: BookingSettings) -> ServiceServer:
         settings.stripe_api_base,
         webhook_secret=settings.stripe_webhook_secret,
     )
+    store = BookingRepository(pool)
+    pictures = (
+        PictureBook(
+            store,
+            lane=RedisLanes(cache).take,
+            refresh_seconds=settings.best_available_refresh_seconds,
+        )
+        if settings.best_available_picture
+        else None
+    )
     service = BookingService(
-        BookingRepository(pool),
+        store,
         HoldLocks(cache, int(hold.total_seconds() * 1000)),
         payments,
         EventPageMarks(cache),
         admission_key=settings.admission_key,
         hold_duration=hold,
+        pictures=pictures,
     )
     binding = service_binding(BookingServiceServicer(service))
 

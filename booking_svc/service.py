@@ -21,6 +21,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from booking_svc import metrics
+from booking_svc.best_available import PictureBook, hold_best
 from booking_svc.domain import (
     HOLD_DURATION,
     BestDecision,
@@ -90,7 +91,12 @@ class BookingService:
         admission_key: str,
         hold_duration: dt.timedelta = HOLD_DURATION,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        pictures: PictureBook | None = None,
     ) -> None:
+        """``pictures``: best-available blocks proposed from the process's seat pictures and
+        held through the single-seat path (``best_available.py``); None: every best-available
+        order is ``hold_best_available``'s alone."""
+        self._pictures = pictures
         self._hold_duration = hold_duration
         self._store = store
         self._locks = locks
@@ -218,7 +224,14 @@ class BookingService:
         )
 
         async def hold(source: HoldSource) -> Reservation:
-            best = await source.hold_best_available(user_id, order, self._hold_duration, admitted)
+            if self._pictures is not None:
+                best = await hold_best(
+                    source, self._pictures, user_id, order, self._hold_duration, admitted
+                )
+            else:
+                best = await source.hold_best_available(
+                    user_id, order, self._hold_duration, admitted
+                )
             if best.decision.window is not None:
                 seen.event_id = best.decision.window.event_id
             return self._best_held(user_id, command.admission_token, order, best)
@@ -255,6 +268,9 @@ class BookingService:
         if not released:
             raise NotFound("you hold none of these tickets", reason=Reason.NOT_HOLDER)
         await self._locks.release(user_id, [t for t, _ in released])
+        if self._pictures is not None:
+            for event_id in {e for _, e in released}:
+                self._pictures.released(event_id, [t for t, e in released if e == event_id])
         await self._changed(*(e for _, e in released))
         return Reservation(
             ticket_ids=tuple(t for t, _ in released),

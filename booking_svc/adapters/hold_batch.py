@@ -28,8 +28,8 @@ from typing import Any, Generic, TypeVar
 from booking_svc.domain import BestDecision, BestSeatsOrder, HoldDecision
 from ticketing_common.errors import Unavailable
 
-# One order: (user, ticket ids, hold duration, admitted event).
-Order = tuple[str, Sequence[str], dt.timedelta, str | None]
+# One order: (user, ticket ids, hold duration, admitted event, proposed by a seat picture).
+Order = tuple[str, Sequence[str], dt.timedelta, str | None, bool]
 # One "best available" order: (user, what is asked, hold duration, admitted event).
 BestOrder = tuple[str, BestSeatsOrder, dt.timedelta, str | None]
 

@@ -44,6 +44,7 @@ from booking_svc.domain import (
     Sale,
     SaleWindow,
 )
+from booking_svc.seat_picture import SeatPicture, SeatTicket, SectionPlan
 from ticketing_common.errors import Unavailable
 from ticketing_common.idempotency import run_once
 
@@ -96,12 +97,65 @@ _HOLD_BATCH = """
 
 def _batch_params(orders: Sequence[Order]) -> tuple[Any, ...]:
     return (
-        [user for user, _, _, _ in orders],
-        [len(ids) for _, ids, _, _ in orders],
-        [ticket for _, ids, _, _ in orders for ticket in ids],
+        [user for user, _, _, _, _ in orders],
+        [len(ids) for _, ids, _, _, _ in orders],
+        [ticket for _, ids, _, _, _ in orders for ticket in ids],
         orders[0][2],
-        [admitted for _, _, _, admitted in orders],
+        [admitted for _, _, _, admitted, _ in orders],
     )
+
+
+# The same with blocks proposed by the process's seat picture among the orders (migration
+# 0018): a proposed block that holds one of its buyer's own seats is refused, not re-held.
+_HOLD_PICKED_BATCH = """
+    SELECT req, outcome, event_id::text, on_sale_time, start_time, queue_enabled,
+           max_tickets_per_user, already, held_ids::text[], held_prices, held_currencies,
+           held_expire_times
+    FROM hold_picked_seats_batch(%s::text[], %s::integer[], %s::uuid[], %s, %s::uuid[],
+                                 %s::boolean[])
+"""
+
+
+def _picked_batch_params(orders: Sequence[Order]) -> tuple[Any, ...]:
+    return (*_batch_params(orders), [picked for _, _, _, _, picked in orders])
+
+
+# A picture of an event's seats (booking_svc/seat_picture.py): the event's cap and seat map,
+# then every ticket with whether it is available now.
+_PICTURE_EVENT = """
+    SELECT e.max_tickets_per_user, v.seat_map
+    FROM events e JOIN venues v ON v.id = e.venue_id WHERE e.id = %s::uuid
+"""
+_PICTURE_TICKETS = """
+    SELECT t.id::text, t.section, t.row_label, t.seat_label,
+           ticket_is_available(t.status, t.hold_expire_time)
+    FROM tickets t WHERE t.event_id = %s::uuid
+"""
+_FREE_IN_ROW = """
+    SELECT t.id::text FROM tickets t
+    WHERE t.event_id = %s::uuid AND t.section = %s AND t.row_label = %s
+      AND ticket_is_available(t.status, t.hold_expire_time)
+"""
+_FREE_IN_EVENT = """
+    SELECT t.id::text FROM tickets t
+    WHERE t.event_id = %s::uuid AND ticket_is_available(t.status, t.hold_expire_time)
+"""
+
+
+def _section_plans(seat_map: Any) -> list[SectionPlan]:
+    plans = []
+    for section in (seat_map or {}).get("sections", []):
+        standing = "standing_capacity" in section
+        rows = tuple(str(r.get("label", "")) for r in section.get("rows", []) or [])
+        plans.append(
+            SectionPlan(
+                str(section.get("name", "")),
+                str(section.get("price_tier", "")),
+                () if standing else rows,
+                standing,
+            )
+        )
+    return plans
 
 
 def _batch_decisions(orders: Sequence[Order], rows: Sequence[Sequence[Any]]) -> list[HoldDecision]:
@@ -315,17 +369,65 @@ class BookingRepository:
     ) -> HoldDecision:
         """A hold as one statement in its own transaction, one round trip; with group commit,
         concurrent holds share the statement (``adapters/hold_batch.py``)."""
-        order = (user_id, ticket_ids, duration, admitted_event)
+        order = (user_id, ticket_ids, duration, admitted_event, False)
+        if self._group_commit:
+            return await self.batcher.hold(order)
+        return await self._hold_one(order)
+
+    async def hold_picked(
+        self,
+        user_id: str,
+        ticket_ids: Sequence[str],
+        duration: dt.timedelta,
+        admitted_event: str | None,
+    ) -> HoldDecision:
+        """A block proposed by a seat picture, held like single seats (the same batches), but
+        refused if it holds one of the user's own seats already (migration 0018)."""
+        order = (user_id, ticket_ids, duration, admitted_event, True)
         if self._group_commit:
             return await self.batcher.hold(order)
         return await self._hold_one(order)
 
     async def _hold_one(self, order: Order) -> HoldDecision:
-        return _decision(await self._one_statement(_HOLD_TICKETS, _hold_params(*order)))
+        if order[4]:
+            return (await self._hold_many([order]))[0]
+        return _decision(await self._one_statement(_HOLD_TICKETS, _hold_params(*order[:4])))
 
     async def _hold_many(self, orders: Sequence[Order]) -> list[HoldDecision]:
-        rows = await self._one_statement(_HOLD_BATCH, _batch_params(orders), every_row=True)
+        if any(picked for *_, picked in orders):
+            query, params = _HOLD_PICKED_BATCH, _picked_batch_params(orders)
+        else:
+            query, params = _HOLD_BATCH, _batch_params(orders)
+        rows = await self._one_statement(query, params, every_row=True)
         return _batch_decisions(orders, rows)
+
+    async def seat_picture(self, event_id: str) -> SeatPicture | None:
+        """The event's seats as they are now, for "best available"; None if no such event."""
+        with _unavailable_when_down():
+            async with self._pool.connection() as conn:
+                cur = await conn.execute(_PICTURE_EVENT, (event_id,))
+                event = await cur.fetchone()
+                if event is None:
+                    await conn.rollback()
+                    return None
+                cur = await conn.execute(_PICTURE_TICKETS, (event_id,))
+                tickets = [SeatTicket(*row) for row in await cur.fetchall()]
+                await conn.rollback()
+        return SeatPicture(
+            event_id, _section_plans(event[1]), tickets, max_tickets_per_user=int(event[0])
+        )
+
+    async def free_seat_ids(self, event_id: str, place: tuple[str, str] | None) -> list[str]:
+        """The ids of the event's available tickets now, of one (section, row) or all."""
+        query, params = (
+            (_FREE_IN_EVENT, (event_id,)) if place is None else (_FREE_IN_ROW, (event_id, *place))
+        )
+        with _unavailable_when_down():
+            async with self._pool.connection() as conn:
+                cur = await conn.execute(query, params)
+                ids = [row[0] for row in await cur.fetchall()]
+                await conn.rollback()
+        return ids
 
     async def _one_statement(self, query: Any, params: Any, *, every_row: bool = False) -> Any:
         """The first row (or ``every_row``) of one statement run in its own transaction
@@ -457,6 +559,18 @@ class BookingTx:
             _HOLD_TICKETS, _hold_params(user_id, ticket_ids, duration, admitted_event)
         )
         return _decision(await cur.fetchone())
+
+    async def hold_picked(
+        self,
+        user_id: str,
+        ticket_ids: Sequence[str],
+        duration: dt.timedelta,
+        admitted_event: str | None,
+    ) -> HoldDecision:
+        """A proposed block (migration 0018) inside this transaction."""
+        order = (user_id, ticket_ids, duration, admitted_event, True)
+        cur = await self.conn.execute(_HOLD_PICKED_BATCH, _picked_batch_params([order]))
+        return _batch_decisions([order], await cur.fetchall())[0]
 
     async def hold_best_available(
         self,
