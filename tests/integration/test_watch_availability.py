@@ -16,7 +16,14 @@ import pytest
 from ticketing.booking.v1 import booking_pb2, booking_pb2_grpc
 from ticketing.catalog.v1 import catalog_pb2
 
-from tests.helpers import aio_service_channel, error_reason, make_event, make_venue, rest
+from tests.helpers import (
+    aio_service_channel,
+    error_reason,
+    make_event,
+    make_venue,
+    rest,
+    service_channel,
+)
 from tests.integration.test_metrics import eventually, sample, scrape
 
 pytestmark = pytest.mark.integration
@@ -149,6 +156,47 @@ def test_snapshot_then_a_hold_a_sale_and_a_cancellation_by_someone_else(
         )
     finally:
         watcher.close()
+
+
+def test_every_watcher_is_sent_the_same_bytes_and_the_generated_client_reads_them(
+    stack, catalog, booking, operator
+):
+    """An update is encoded once and those bytes go to every watcher of the event, as the
+    contract's AvailabilityUpdate. Three streams on one connection, so one catalog process."""
+    event_id, tickets = new_event(catalog, operator, sections=1, rows=1, seats=6)
+    request = catalog_pb2.WatchAvailabilityRequest(event_id=event_id)
+    with service_channel(stack, "catalog", holder="gateway") as direct:
+        raw = direct.unary_stream(
+            "/ticketing.catalog.v1.CatalogService/WatchAvailability",
+            request_serializer=catalog_pb2.WatchAvailabilityRequest.SerializeToString,
+            response_deserializer=None,  # the bytes as sent
+        )
+        streams = [raw(request, timeout=60) for _ in range(3)]
+        try:
+            snapshots = [next(s) for s in streams]
+            changes = []
+            for i, ticket in enumerate((tickets[1], tickets[4])):
+                booking.ReserveTicket(
+                    booking_pb2.ReserveTicketRequest(ticket_id=ticket.id),
+                    metadata=auth(stack, f"bytes-{i}"),
+                )
+                changes.append([next(s) for s in streams])
+        finally:
+            for s in streams:
+                s.cancel()
+    for sent in (snapshots, *changes):
+        assert len(set(sent)) == 1, "every watcher got the same bytes"
+    snapshot = catalog_pb2.AvailabilityUpdate.FromString(snapshots[0])
+    assert statuses(snapshot.snapshot) == {"S00": [AVAILABLE] * 6}
+    decoded = [catalog_pb2.AvailabilityUpdate.FromString(sent[0]) for sent in changes]
+    for update, ticket in zip(decoded, (tickets[1], tickets[4]), strict=True):
+        assert not update.HasField("snapshot")
+        assert [(c.ticket_id, c.status, c.section, c.seat) for c in update.changes] == [
+            (ticket.id, HELD, ticket.section, ticket.seat)
+        ]
+        assert update.read_time.seconds > 0
+    # The control: the bytes are the update's, not one message repeated.
+    assert len({snapshots[0], changes[0][0], changes[1][0]}) == 3
 
 
 def test_a_hold_that_lapses_comes_back_without_any_write(stack, catalog, booking, operator, db):
