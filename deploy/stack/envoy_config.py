@@ -54,7 +54,9 @@ STREAM_CLUSTERS = {"queue_watch": "queue"}
 # worker processes share its port (TICKETING_WORKERS, SO_REUSEPORT) and the kernel places each
 # new connection on one of them: without recycling, the pool's first connections (opened
 # before a second worker listened, or hashed to the same one) would carry every call for
-# hours. A new TLS connection every 200 calls costs about 1% of their CPU.
+# hours. A new TLS connection every 200 calls cost nothing measurable (CPU per join,
+# bench/RESULTS.md, 2026-12-04). A stream counts as a call too: the catalog's WatchAvailability
+# streams stay on the catalog cluster, and a drained connection keeps its streams until they end.
 UNARY_CALLS_PER_CONNECTION = 200
 # Unary calls in flight on one upstream connection before Envoy opens another.
 UNARY_STREAMS_PER_CONNECTION = 32
