@@ -264,16 +264,28 @@ def raw_joins(redis_port: int, event_id: str, users: list[str], duration: int, d
 
 
 def extra_queue_processes(stack: BenchStack, count: int) -> list[subprocess.Popen[bytes]]:
+    """``count`` more queue_svc processes on the stack's queue port. Like the siblings
+    TICKETING_WORKERS starts, they serve no /metrics of their own: the stack's process holds
+    that port, and a second process asking for it exits at start (which left the 2026-12-03
+    runs of ``--processes 2`` with one process)."""
     env = service_env(stack.config, StateDir(stack.state), "queue")
+    env |= {"TICKETING_METRICS_LISTEN": "", "TICKETING_WORKERS": "1"}
     return [
         subprocess.Popen(
             [sys.executable, "-m", "queue_svc"],
             env=env,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stderr=tempfile.TemporaryFile(),
         )
         for _ in range(count)
     ]
+
+
+def require_running(procs: list[subprocess.Popen[bytes]]) -> None:
+    """Stop the run if an extra process has exited: its CPU would read as 0, not as a fault."""
+    for proc in procs:
+        if proc.poll() is not None:
+            raise SystemExit(f"an extra queue_svc process exited ({proc.returncode})")
 
 
 def cpu_of(pids: dict[str, int]) -> dict[str, float]:
@@ -302,6 +314,7 @@ def measure(stack: BenchStack, args: argparse.Namespace) -> dict[str, object]:
 
     extras = extra_queue_processes(stack, args.processes - 1)
     time.sleep(3.0)  # the extra processes import, connect and listen
+    require_running(extras)
     pids = {name: stack.pid(name) for name in ("queue", "envoy", "redis")}
     pids |= {f"queue+{i + 1}": p.pid for i, p in enumerate(extras)}
     url = f"http://{stack.gateway}/queue/{event_id}/join"
@@ -323,6 +336,7 @@ def measure(stack: BenchStack, args: argparse.Namespace) -> dict[str, object]:
         for name, run in runs:
             before, started = cpu_of(pids), time.monotonic()
             results[name] = run()
+            require_running(extras)
             results[f"{name}_cpu"] = _share(before, cpu_of(pids), time.monotonic() - started)
     finally:
         for proc in extras:
@@ -362,6 +376,16 @@ def _healthy(stack: BenchStack) -> bool:
         return False
 
 
+def _per_join(cpu: dict[str, float], rps: float) -> str:
+    """CPU milliseconds per join of every queue_svc process together, and of Envoy: the cost
+    of a call, which a machine busy with other work does not change the way it changes the
+    rate."""
+    if rps <= 0:
+        return "-"
+    queue = sum(v for k, v in cpu.items() if k.startswith("queue"))
+    return f"{queue / rps * 1000:.2f} / {cpu.get('envoy', 0.0) / rps * 1000:.2f}"
+
+
 def report(r: dict, args: argparse.Namespace) -> None:
     command = (
         f"bench/queue_joins.py --duration {args.duration} --connections {args.connections} "
@@ -372,8 +396,9 @@ def report(r: dict, args: argparse.Namespace) -> None:
         f"process(es) on one port; clients, Envoy, services, Redis and Postgres on one "
         f"{machine()}.",
         "",
-        "| path | joins/s | p50 ms | p99 ms | errors | CPU (cores) used by |",
-        "| --- | ---: | ---: | ---: | ---: | --- |",
+        "| path | joins/s | p50 ms | p99 ms | errors | CPU (cores) used by | CPU ms per join: "
+        "queue_svc / Envoy |",
+        "| --- | ---: | ---: | ---: | ---: | --- | ---: |",
     ]
     for name, label in (
         ("rest", "gateway, REST (wrk, 2 threads)"),
@@ -383,11 +408,12 @@ def report(r: dict, args: argparse.Namespace) -> None:
     ):
         m, cpu = r[name], r[f"{name}_cpu"]
         used = ", ".join(f"{k} {v:.2f}" for k, v in cpu.items())
+        per_join = _per_join(cpu, m["rps"]) if name != "raw" else "-"
         if m.get("exhausted") or m["rps"] * args.duration >= m.get("tokens", float("inf")):
             label += " (ran out of new buyers: at least this)"
         lines.append(
             f"| {label} | {m['rps']:,.0f} | {m['p50_ms']:.1f} | {m['p99_ms']:.1f} | "
-            f"{m['errors']:.0f} | {used} |"
+            f"{m['errors']:.0f} | {used} | {per_join} |"
         )
     best = max(r["rest"]["rps"], r["grpc"]["rps"])
     share = best / r["raw"]["rps"]

@@ -46,6 +46,22 @@ Data = dict[str, Any]
 
 # Envoy cluster -> the stack component (and port) that serves it.
 SERVICE_CLUSTERS = {service.cluster: service.component for service in mesh.SERVICES}
+# Clusters of long-lived streams -> the service cluster whose instances they reach. A watch
+# stream stays on its connection for as long as the buyer waits, so its cluster packs many on
+# one connection and never recycles them; the service's own cluster carries the unary calls.
+STREAM_CLUSTERS = {"queue_watch": "queue"}
+# Unary calls per upstream connection before Envoy drains it and opens a new one. A service's
+# worker processes share its port (TICKETING_WORKERS, SO_REUSEPORT) and the kernel places each
+# new connection on one of them: without recycling, the pool's first connections (opened
+# before a second worker listened, or hashed to the same one) would carry every call for
+# hours. A new TLS connection every 200 calls cost nothing measurable (CPU per join,
+# bench/RESULTS.md, 2026-12-04). A stream counts as a call too: the catalog's WatchAvailability
+# streams stay on the catalog cluster, and a drained connection keeps its streams until they end.
+UNARY_CALLS_PER_CONNECTION = 200
+# Unary calls in flight on one upstream connection before Envoy opens another.
+UNARY_STREAMS_PER_CONNECTION = 32
+# Watch streams on one upstream connection.
+WATCH_STREAMS_PER_CONNECTION = 1000
 
 # The rate-limit classes (see the local_ratelimit filter) and the keys each has a bucket per.
 CLASSES = ("booking", "queue", "read")
@@ -300,7 +316,7 @@ def routes(jwt: JwtSettings) -> list[Data]:
         # The waiting room's stream has no timeout (and a long idle timeout).
         _route(
             {"path": "/ticketing.queue.v1.QueueService/WatchQueue"},
-            "queue",
+            "queue_watch",
             "0s",
             idle_timeout="3600s",
         ),
@@ -936,6 +952,10 @@ def clusters(
     # Reflection, health and preflights: any service of the mesh.
     service_ports["mesh"] = [p for name in SERVICE_CLUSTERS for p in service_ports[name]]
     result = [service_cluster(name, ports_, tls) for name, ports_ in service_ports.items()]
+    result += [
+        service_cluster(name, service_ports[service], tls, streams=True)
+        for name, service in STREAM_CLUSTERS.items()
+    ]
     # The REST origin: the gateway's own second listener, which transcodes. The HTTP cache
     # filter fetches misses through its own client, past the filters that follow it, so a
     # cached REST page must come from an upstream that answers REST itself.
@@ -949,21 +969,33 @@ def clusters(
     return result
 
 
-def service_cluster(name: str, ports: list[int], tls: TlsFiles | None = None) -> Data:
-    # Unary services: a new upstream connection every 32 concurrent calls, so the kernel spreads
-    # connections over a service's worker processes (SO_REUSEPORT) and load over cores. The
-    # queue carries long-lived watch streams: 1,000 per connection.
-    streams = 1000 if name == "queue" else 32
+def service_cluster(
+    name: str, ports: list[int], tls: TlsFiles | None = None, *, streams: bool = False
+) -> Data:
+    """A service's instances. Unary calls (``streams`` False): a new upstream connection every
+    32 concurrent calls and every 200 calls, so the kernel spreads connections over a service's
+    worker processes (SO_REUSEPORT) and load over cores. Long-lived streams (a watch cluster):
+    1,000 per connection, kept."""
+    protocol: Data = {
+        "explicit_http_config": {
+            "http2_protocol_options": {
+                "max_concurrent_streams": WATCH_STREAMS_PER_CONNECTION
+                if streams
+                else UNARY_STREAMS_PER_CONNECTION
+            }
+        }
+    }
+    if not streams:
+        protocol["common_http_protocol_options"] = {
+            "max_requests_per_connection": UNARY_CALLS_PER_CONNECTION
+        }
     return {
         "name": name,
         "type": "STATIC",
         "connect_timeout": "1s",
         "typed_extension_protocol_options": {
             "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": _typed(
-                "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
-                explicit_http_config={
-                    "http2_protocol_options": {"max_concurrent_streams": streams}
-                },
+                "envoy.extensions.upstreams.http.v3.HttpProtocolOptions", **protocol
             )
         },
         # Envoy's defaults (1024 requests in flight) would cap the waiting room's watchers.
@@ -1008,7 +1040,7 @@ def upstream_tls(cluster: str, tls: TlsFiles) -> Data:
     its certificate (the one identity whose caller headers a service believes), offers h2 by
     ALPN, and accepts only a certificate of the mesh's CA naming that service (any service of
     the mesh for the ``mesh`` cluster). Health checks travel the same connections."""
-    component = SERVICE_CLUSTERS.get(cluster)
+    component = SERVICE_CLUSTERS.get(STREAM_CLUSTERS.get(cluster, cluster))
     matcher = (
         {"exact": identity_of(component)} if component is not None else {"prefix": identity_of("")}
     )

@@ -35,6 +35,7 @@ from .envoy_config import (  # noqa: F401 - re-exported: the names callers use
     PROMETHEUS_CLUSTER,
     REFUSALS,
     SERVICE_CLUSTERS,
+    STREAM_CLUSTERS,
     TRANSCODER,
     GatewayConfigError,
     Refusal,
@@ -288,8 +289,8 @@ def kubernetes_config(
             continue
         if name == PROMETHEUS_CLUSTER and prometheus_url:
             cluster.update(_dns_cluster(name, prometheus_url))
-        if name in services or name == "mesh":
-            targets = sorted(services) if name == "mesh" else [name]
+        if name in services or name in STREAM_CLUSTERS or name == "mesh":
+            targets = sorted(services) if name == "mesh" else [STREAM_CLUSTERS.get(name, name)]
             cluster["type"] = "STRICT_DNS"
             cluster["load_assignment"] = {
                 "cluster_name": name,

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from deploy.stack import components, gateway
+from deploy.stack import components, envoy_config, gateway
 from deploy.stack.state import StackConfig, StateDir
 from ticketing_common import mesh, server
 
@@ -168,3 +168,38 @@ def test_only_operators_reach_prometheus_and_only_its_two_query_apis(
     # The rbac filter enforces nothing elsewhere (no listener-wide rules).
     rbac = manager["http_filters"][names.index("envoy.filters.http.rbac")]["typed_config"]
     assert "rules" not in rbac
+
+
+def _protocol(cluster):
+    options = cluster["typed_extension_protocol_options"]
+    return options["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]
+
+
+def test_unary_calls_move_to_new_connections_and_watch_streams_stay(tmp_path, monkeypatch):
+    """A service's worker processes share its port, and the kernel places each new upstream
+    connection on one of them: the unary clusters open a new connection every
+    UNARY_CALLS_PER_CONNECTION calls (so every worker gets some), the queue's watch streams
+    have a cluster of their own whose connections carry many and are never recycled."""
+    config = _render(tmp_path, monkeypatch, gateway.GatewaySettings())
+    clusters = {c["name"]: c for c in config["static_resources"]["clusters"]}
+    for service in mesh.SERVICES:
+        protocol = _protocol(clusters[service.cluster])
+        assert protocol["common_http_protocol_options"] == {
+            "max_requests_per_connection": envoy_config.UNARY_CALLS_PER_CONNECTION
+        }
+        streams = protocol["explicit_http_config"]["http2_protocol_options"]
+        assert streams == {"max_concurrent_streams": envoy_config.UNARY_STREAMS_PER_CONNECTION}
+    routed = {
+        r["match"].get("path"): r["route"]["cluster"] for r in _routes(config) if "route" in r
+    }
+    assert routed["/ticketing.queue.v1.QueueService/WatchQueue"] == "queue_watch"
+    watch = clusters["queue_watch"]
+    assert "common_http_protocol_options" not in _protocol(watch)
+    assert _protocol(watch)["explicit_http_config"]["http2_protocol_options"] == {
+        "max_concurrent_streams": envoy_config.WATCH_STREAMS_PER_CONNECTION
+    }
+    # The same instances as the queue's cluster, and the same certificate check.
+    assert (
+        watch["load_assignment"]["endpoints"] == clusters["queue"]["load_assignment"]["endpoints"]
+    )
+    assert watch["transport_socket"] == clusters["queue"]["transport_socket"]

@@ -54,3 +54,14 @@ def test_a_bad_issuer_url_is_refused_with_exit_2(capsys: pytest.CaptureFixture[s
     )
     assert status == 2
     assert "JWKS URL" in capsys.readouterr().err
+
+
+def test_the_queue_watch_cluster_reaches_the_queue_pods() -> None:
+    config = yaml.safe_load(kubernetes.example_envoy_config())
+    clusters = {c["name"]: c for c in config["static_resources"]["clusters"]}
+    for name, service in gateway.STREAM_CLUSTERS.items():
+        cluster = clusters[name]
+        assert cluster["type"] == "STRICT_DNS"
+        (endpoint,) = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"]
+        address = endpoint["endpoint"]["address"]["socket_address"]
+        assert address == {"address": f"{service}-pods", "port_value": 50051}
