@@ -933,9 +933,35 @@ def rest_origin_listener(config: StackConfig, descriptor: Path | None) -> Data:
                     }
                 ],
             },
-            "http_filters": [*_transcoder(descriptor), _ROUTER],
+            "http_filters": [NOT_MODIFIED, *_transcoder(descriptor), _ROUTER],
         },
     )
+
+
+# The event page's revalidation (catalog_svc/servicer.py, NOT_MODIFIED_HEADER): the gateway's
+# HTTP cache asks for an expired copy again with If-None-Match, and GetEventPage answers an
+# unchanged page with an empty body and this marker, which becomes a 304 here (a gRPC answer
+# has no HTTP status of its own). The cache then serves its copy, refreshed, for another
+# second. Why: when a copy expires, every connection with a request under way misses at once
+# (this cache filter does not coalesce misses); with the whole page each, those misses took
+# 60-140 ms at 64 connections and were the p99 (bench/RESULTS.md, 2026-12-04).
+NOT_MODIFIED = {
+    "name": "envoy.filters.http.lua",
+    "typed_config": _typed(
+        "envoy.extensions.filters.http.lua.v3.Lua",
+        default_source_code={
+            "inline_string": (
+                "function envoy_on_response(handle)\n"
+                "  local headers = handle:headers()\n"
+                '  if headers:get("x-ticketing-not-modified") ~= nil then\n'
+                '    headers:remove("x-ticketing-not-modified")\n'
+                '    headers:replace(":status", "304")\n'
+                "  end\n"
+                "end\n"
+            )
+        },
+    ),
+}
 
 
 # -- clusters --------------------------------------------------------------------------------
