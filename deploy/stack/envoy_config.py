@@ -741,7 +741,9 @@ def local_ratelimit(limits: dict[tuple[str, str], Limit]) -> Data:
 #
 # When the copy expires, every request that arrives before the new copy is in goes to the
 # origin (this filter does not coalesce misses); the catalog keeps the printed JSON of each
-# page version (GetEventPage), so such a miss costs a copy. Envoy 1.40's cache_v2 filter
+# page version (GetEventPage), so such a miss costs a copy; and a miss for a copy that is still
+# the page's version costs a 304 (the cache revalidates with If-None-Match: NOT_MODIFIED, on
+# the REST origin listener). Envoy 1.40's cache_v2 filter
 # (envoy.extensions.filters.http.cache_v2.v3.CacheV2Config, work in progress upstream) does
 # coalesce them, one upstream request per page, and measured 188 req/s on the 20,000-ticket
 # page; but it crashed Envoy (segmentation fault) within seconds of 64 wrk connections closing
