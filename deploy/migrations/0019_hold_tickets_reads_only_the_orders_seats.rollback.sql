@@ -21,7 +21,7 @@ DECLARE
                     ELSE t.status = 'held' AND t.holder_user_id = p_user
                          AND t.hold_expire_time > now() END$s$;
 BEGIN
-    IF position(new_already IN def) = 0 OR position(new_claim IN def) = 0 THEN
+    IF position(old_already IN def) = 0 OR position(old_claim IN def) = 0 THEN
         RAISE EXCEPTION '% does not read the holds and seats as 0019 did', fn;
     END IF;
     EXECUTE replace(replace(def, old_already, new_already), old_claim, new_claim);
