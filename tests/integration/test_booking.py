@@ -479,6 +479,33 @@ def test_per_user_cap_counts_holds_and_purchases(stack, catalog, operator, booki
     assert error_reason(err.value) == "LIMIT_EXCEEDED"
 
 
+def test_the_cap_counts_the_events_live_holds_only_and_a_hold_is_claimed_by_its_holder(
+    stack, catalog, operator, booking, db
+):
+    """What hold_tickets reads since migration 0019 (the buyer's holds over all events, then
+    this event's live ones; the order's seats by id): holds of another event and lapsed holds
+    are not counted against the cap (control: this event's live holds are), a buyer's own
+    live hold is theirs to reserve again, someone else's is not."""
+    _, a = new_event(catalog, operator, seats=4, max_tickets_per_user=2)
+    _, b = new_event(catalog, operator, seats=2, max_tickets_per_user=2)
+    reserve(booking, stack, "roamer", b[0], b[1])  # another event's holds
+    first = reserve(booking, stack, "roamer", a[0], a[1])
+    again = reserve(booking, stack, "roamer", a[0], a[1])  # their own: kept, not doubled
+    assert sorted(again.ticket_ids) == sorted(first.ticket_ids) == sorted(a[:2])
+    with pytest.raises(grpc.RpcError) as err:  # the control: this event's live holds count
+        reserve(booking, stack, "roamer", a[2])
+    assert error_reason(err.value) == "LIMIT_EXCEEDED"
+    with pytest.raises(grpc.RpcError) as err:
+        reserve(booking, stack, "someone", a[0])
+    assert error_reason(err.value) == "TICKET_UNAVAILABLE"
+    db.execute(
+        "UPDATE tickets SET hold_expire_time = now() - interval '1 second'"
+        " WHERE id = ANY(%s::uuid[])",
+        (a[:2],),
+    )
+    assert len(reserve(booking, stack, "roamer", a[2], a[3]).ticket_ids) == 2  # lapsed: not counted
+
+
 def _held_by(db, user: str, ticket_ids: list[str]) -> int:
     return db.execute(
         "SELECT count(*) FROM tickets WHERE id = ANY(%s::uuid[]) AND status = 'held'"
