@@ -741,7 +741,9 @@ def local_ratelimit(limits: dict[tuple[str, str], Limit]) -> Data:
 #
 # When the copy expires, every request that arrives before the new copy is in goes to the
 # origin (this filter does not coalesce misses); the catalog keeps the printed JSON of each
-# page version (GetEventPage), so such a miss costs a copy. Envoy 1.40's cache_v2 filter
+# page version (GetEventPage), so such a miss costs a copy; and a miss for a copy that is still
+# the page's version costs a 304 (the cache revalidates with If-None-Match: NOT_MODIFIED, on
+# the REST origin listener). Envoy 1.40's cache_v2 filter
 # (envoy.extensions.filters.http.cache_v2.v3.CacheV2Config, work in progress upstream) does
 # coalesce them, one upstream request per page, and measured 188 req/s on the 20,000-ticket
 # page; but it crashed Envoy (segmentation fault) within seconds of 64 wrk connections closing
@@ -933,9 +935,35 @@ def rest_origin_listener(config: StackConfig, descriptor: Path | None) -> Data:
                     }
                 ],
             },
-            "http_filters": [*_transcoder(descriptor), _ROUTER],
+            "http_filters": [NOT_MODIFIED, *_transcoder(descriptor), _ROUTER],
         },
     )
+
+
+# The event page's revalidation (catalog_svc/servicer.py, NOT_MODIFIED_HEADER): the gateway's
+# HTTP cache asks for an expired copy again with If-None-Match, and GetEventPage answers an
+# unchanged page with an empty body and this marker, which becomes a 304 here (a gRPC answer
+# has no HTTP status of its own). The cache then serves its copy, refreshed, for another
+# second. Why: when a copy expires, every connection with a request under way misses at once
+# (this cache filter does not coalesce misses); with the whole page each, those misses took
+# 60-140 ms at 64 connections and were the p99 (bench/RESULTS.md, 2026-12-04).
+NOT_MODIFIED = {
+    "name": "envoy.filters.http.lua",
+    "typed_config": _typed(
+        "envoy.extensions.filters.http.lua.v3.Lua",
+        default_source_code={
+            "inline_string": (
+                "function envoy_on_response(handle)\n"
+                "  local headers = handle:headers()\n"
+                '  if headers:get("x-ticketing-not-modified") ~= nil then\n'
+                '    headers:remove("x-ticketing-not-modified")\n'
+                '    headers:replace(":status", "304")\n'
+                "  end\n"
+                "end\n"
+            )
+        },
+    ),
+}
 
 
 # -- clusters --------------------------------------------------------------------------------

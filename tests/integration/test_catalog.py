@@ -2,7 +2,10 @@
 mapping, operator-only writes, the staleness bound of the cached page, a 20,000-seat event."""
 
 import asyncio
+import json
 import time
+import urllib.error
+import urllib.request
 import uuid
 
 import grpc
@@ -201,6 +204,47 @@ def test_an_operator_edit_shows_within_the_bound(stack, catalog, operator, small
     )
     assert grpc_stale == 0.0  # the Redis page is invalidated on commit
     assert rest_stale < STALENESS_BOUND_S + MEASUREMENT_MARGIN_S
+
+
+def _from_origin(stack, event_id: str, if_none_match: str | None = None):
+    """GET the page from the REST origin the gateway's HTTP cache fills from, as the cache
+    asks for an expired copy again (If-None-Match: the copy's etag)."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{stack.ports['envoy-rest-origin']}/event/{event_id}",
+        headers={"if-none-match": if_none_match} if if_none_match else {},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as resp:  # noqa: S310 (http only)
+            return resp.status, resp.headers.get("etag"), resp.read()
+    except urllib.error.HTTPError as err:  # a 304 too
+        return err.code, err.headers.get("etag"), err.read()
+
+
+def test_an_expired_copy_of_an_unchanged_page_costs_a_304_not_the_page(stack, catalog, operator):
+    venue = make_venue(catalog, operator, sections=2, rows=3, seats=5)
+    event = make_event(catalog, operator, venue.id, days_ahead=420)
+    status, etag, page = _from_origin(stack, event.id)
+    assert status == 200 and etag and json.loads(page)["id"] == event.id
+    # The copy is still the page's version: a 304, no body.
+    assert _from_origin(stack, event.id, etag) == (304, etag, b"")
+    assert _from_origin(stack, event.id, f"W/{etag}")[0] == 304
+    # Control: a tag of another version gets the whole page.
+    assert _from_origin(stack, event.id, '"0123456789abcdef"') == (200, etag, page)
+    # After a change, the old copy's tag gets the new page at once.
+    catalog.UpdateEvent(
+        catalog_pb2.UpdateEventRequest(
+            event=catalog_pb2.Event(id=event.id, name="Revalidated"),
+            update_mask=field_mask_pb2.FieldMask(paths=["name"]),
+        ),
+        metadata=operator,
+    )
+    status, new_etag, new_page = _from_origin(stack, event.id, etag)
+    assert status == 200 and new_etag != etag and json.loads(new_page)["name"] == "Revalidated"
+    # Through the gateway, a client is served the whole page across its copy's expiry.
+    first = rest(stack, f"/event/{event.id}")
+    time.sleep(1.2)
+    again = rest(stack, f"/event/{event.id}")
+    assert first[0] == again[0] == 200 and again[2] == first[2] == json.loads(new_page)
 
 
 def _statuses(stack, event_id: str) -> dict[str, str]:
